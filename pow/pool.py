@@ -1,0 +1,448 @@
+"""A pool of hashing worker processes shared by many jobs.
+
+`WorkerPool` is thread-safe and callable from plain code: one scheduler thread owns the
+worker pipes, hands out chunks of about `chunk_seconds` of work and reports each job's
+progress and outcome to a single event sink. `AsyncWorkerPool` wraps it for anyio code
+so awaiting a job never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import anyio
+
+from pow.kernel import ChunkResult, get_kernel
+from pow.scheduler import (
+    Chunk,
+    Event,
+    Outcome,
+    OutcomeKind,
+    Priority,
+    Progress,
+    Scheduler,
+    SearchTask,
+)
+from pow.worker import worker_main
+
+log = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 0.1
+FIRST_CHUNK = 4096  # before a worker has measured its rate
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 2.0
+EventSink = Callable[[str, Progress | Outcome], None]
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    rate: float = 0.0  # hashes per second, measured
+    ready: bool = False
+    chunk: Chunk | None = None
+
+
+class WorkerPool:
+    """Worker processes plus the thread that schedules chunks onto them."""
+
+    def __init__(
+        self,
+        sink: EventSink,
+        workers: int | None = None,
+        kernel: str | None = None,
+        chunk_seconds: float = CHUNK_SECONDS,
+    ) -> None:
+        self.size = workers if workers is not None else default_workers()
+        if self.size < 1:
+            raise ValueError("a pool needs at least 1 worker")
+        self.kernel_name = get_kernel(kernel).name  # fails here, not in a worker
+        self.chunk_seconds = chunk_seconds
+        self._sink = sink
+        # spawn: a fork of a threaded, async parent can deadlock in the child.
+        self._ctx = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._scheduler = Scheduler()
+        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._closed = False
+        self._replaced = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers, wait until each has measured its speed, start scheduling."""
+        self._workers = [self._spawn() for _ in range(self.size)]
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        try:
+            for worker in self._workers:
+                if not worker.conn.poll(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"no answer within {START_TIMEOUT_SECONDS:.0f} s")
+                self._on_message(worker, worker.conn.recv())
+        except (EOFError, OSError) as exc:
+            self.close()
+            raise RuntimeError(f"hashing worker processes failed to start: {exc!r}") from exc
+        self._thread = threading.Thread(target=self._run, name="pow-scheduler", daemon=True)
+        self._thread.start()
+        log.info(
+            "worker pool started: %d workers, kernel %s, %.2f M hashes/s",
+            self.size,
+            self.kernel_name,
+            self.hashrate / 1e6,
+        )
+
+    def close(self) -> None:
+        """Stop scheduling, stop and join every worker. Idempotent."""
+        if self._closed:
+            return
+        if self._thread is not None:
+            self._post(self._request_stop)
+            self._thread.join()
+        self._closed = True
+        for job_id, outcome in self._scheduler.cancel_all("the worker pool was shut down"):
+            self._sink(job_id, outcome)
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)
+            except OSError:
+                pass
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for worker in self._workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        log.info("worker pool stopped")
+
+    def __enter__(self) -> WorkerPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what callers see -------------------------------------------------------------------
+
+    @property
+    def hashrate(self) -> float:
+        """Measured hashes per second of the whole pool."""
+        return sum(w.rate for w in self._workers)
+
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+    @property
+    def workers_replaced(self) -> int:
+        return self._replaced
+
+    def submit(self, job_id: str, task: SearchTask) -> None:
+        """Queue a search; progress and the outcome reach the sink under `job_id`."""
+        self._call(lambda: self._scheduler.add(job_id, task))
+
+    def cancel(self, job_id: str) -> None:
+        self._call(lambda: self._emit(self._scheduler.cancel(job_id)))
+
+    def pause(self, job_id: str) -> None:
+        self._call(lambda: self._scheduler.pause(job_id, True))
+
+    def resume(self, job_id: str) -> None:
+        self._call(lambda: self._scheduler.pause(job_id, False))
+
+    def set_priority(self, job_id: str, priority: Priority) -> None:
+        self._call(lambda: self._scheduler.set_priority(job_id, priority))
+
+    def set_difficulty(self, job_id: str, difficulty: int) -> None:
+        self._call(lambda: self._emit(self._scheduler.set_difficulty(job_id, difficulty)))
+
+    # -- the scheduler thread ----------------------------------------------------------------
+
+    def _call(self, command: Callable[[], None]) -> None:
+        if self._stopping or self._closed:
+            raise RuntimeError("the worker pool is shut down")
+        self._post(command)
+
+    def _post(self, command: Callable[[], None]) -> None:
+        self._commands.put(command)
+        os.write(self._wake_w, b"x")
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+
+    def _emit(self, events: list[Event]) -> None:
+        for job_id, event in events:
+            self._sink(job_id, event)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                self._dispatch()
+                self._wait_and_handle()
+        except Exception:
+            log.exception("worker pool scheduler crashed")
+            self._stopping = True
+
+    def _wait_and_handle(self) -> None:
+        by_fd: dict[int, tuple[_Worker, bool]] = {}
+        for worker in self._workers:
+            by_fd[worker.conn.fileno()] = (worker, False)
+            by_fd[worker.process.sentinel] = (worker, True)
+        ready = wait([self._wake_r, *by_fd])
+        dead: list[_Worker] = []
+        for fd in ready:
+            if fd == self._wake_r:
+                self._drain_commands()
+                continue
+            assert isinstance(fd, int)
+            worker, is_sentinel = by_fd[fd]
+            if is_sentinel:
+                dead.append(worker)
+                continue
+            try:
+                self._on_message(worker, worker.conn.recv())
+            except (EOFError, OSError):
+                dead.append(worker)
+        for worker in dict.fromkeys(dead):  # conn EOF and sentinel may both fire
+            self._replace(worker)
+
+    def _drain_commands(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command()
+
+    def _dispatch(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers:
+            if not worker.ready or worker.chunk is not None:
+                continue
+            size = max(FIRST_CHUNK, int(worker.rate * self.chunk_seconds))
+            chunk = self._scheduler.next_chunk(size, now)
+            if chunk is None:
+                return
+            worker.chunk = chunk
+            try:
+                worker.conn.send(
+                    (chunk.job_id, chunk.prefix, chunk.start, chunk.count, chunk.difficulty)
+                )
+            except OSError:
+                pass  # the sentinel reports the death; the chunk is handed out again then
+
+    def _on_message(self, worker: _Worker, message: Any) -> None:
+        if message[0] == "ready":
+            worker.ready, worker.rate = True, float(message[2])
+            return
+        job_id, start, found, hashes, best_nonce, best_zeros, best_hash, seconds = message
+        chunk, worker.chunk = worker.chunk, None
+        if chunk is None or (chunk.job_id, chunk.start) != (job_id, start):
+            log.warning("worker %s answered a chunk it was not given", worker.process.pid)
+            return
+        if seconds > 0 and hashes >= FIRST_CHUNK:
+            # Moving average: steady under noise, quick to follow a change of kernel or load.
+            rate = hashes / seconds
+            worker.rate = rate if worker.rate == 0 else 0.7 * worker.rate + 0.3 * rate
+        result = ChunkResult(found, hashes, best_nonce, best_zeros, best_hash)
+        self._emit(self._scheduler.chunk_done(chunk, result, time.monotonic()))
+
+    def _spawn(self) -> _Worker:
+        parent_conn, child_conn = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(child_conn, os.getpid(), self.kernel_name),
+            name="pow-worker",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        return _Worker(process, parent_conn)
+
+    def _replace(self, worker: _Worker) -> None:
+        index = self._workers.index(worker)
+        worker.process.join(0.5)
+        log.warning(
+            "hashing worker %s died (exit code %s); starting a replacement",
+            worker.process.pid,
+            worker.process.exitcode,
+        )
+        if worker.chunk is not None:
+            self._emit(self._scheduler.chunk_lost(worker.chunk))
+        worker.conn.close()
+        replacement = self._spawn()
+        replacement.rate = worker.rate
+        self._workers[index] = replacement
+        self._replaced += 1
+
+
+class JobHandle:
+    """A job submitted to an `AsyncWorkerPool`: its latest progress and its outcome."""
+
+    def __init__(self, job_id: str, on_progress: Callable[[Progress], None] | None) -> None:
+        self.job_id = job_id
+        self.progress: Progress | None = None
+        self.outcome: Outcome | None = None
+        self._on_progress = on_progress
+        self._done = anyio.Event()
+
+    async def wait(self) -> Outcome:
+        await self._done.wait()
+        assert self.outcome is not None
+        return self.outcome
+
+    def _deliver(self, event: Progress | Outcome) -> None:
+        if isinstance(event, Outcome):
+            self.outcome, self.progress = event, event.progress
+            self._done.set()
+        else:
+            self.progress = event
+            if self._on_progress is not None:
+                self._on_progress(event)
+
+
+class AsyncWorkerPool:
+    """anyio face of `WorkerPool`: events are delivered on the event loop, never blocking it."""
+
+    def __init__(self, workers: int | None = None, kernel: str | None = None) -> None:
+        self._events: queue.SimpleQueue[tuple[str, Progress | Outcome] | None] = (
+            queue.SimpleQueue()
+        )
+        self.pool = WorkerPool(lambda job_id, e: self._events.put((job_id, e)), workers, kernel)
+        self._handles: dict[str, JobHandle] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, workers: int | None = None, kernel: str | None = None
+    ) -> AsyncIterator[AsyncWorkerPool]:
+        self = cls(workers, kernel)
+        await anyio.to_thread.run_sync(self.pool.start)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pump)
+                try:
+                    yield self
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(self._close)
+        finally:
+            self.pool.close()
+
+    @property
+    def size(self) -> int:
+        return self.pool.size
+
+    @property
+    def kernel_name(self) -> str:
+        return self.pool.kernel_name
+
+    @property
+    def hashrate(self) -> float:
+        return self.pool.hashrate
+
+    def submit(
+        self,
+        job_id: str,
+        task: SearchTask,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> JobHandle:
+        """Start hashing `task`; `on_progress` runs on the event loop as chunks come back."""
+        handle = JobHandle(job_id, on_progress)
+        self._handles[job_id] = handle
+        self.pool.submit(job_id, task)
+        return handle
+
+    def handle(self, job_id: str) -> JobHandle | None:
+        return self._handles.get(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        self.pool.cancel(job_id)
+
+    def pause(self, job_id: str) -> None:
+        self.pool.pause(job_id)
+
+    def resume(self, job_id: str) -> None:
+        self.pool.resume(job_id)
+
+    def set_difficulty(self, job_id: str, difficulty: int) -> None:
+        self.pool.set_difficulty(job_id, difficulty)
+
+    def set_priority(self, job_id: str, priority: Priority) -> None:
+        self.pool.set_priority(job_id, priority)
+
+    async def run(
+        self,
+        job_id: str,
+        task: SearchTask,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> Outcome:
+        """Submit and wait; cancelling the caller cancels the job."""
+        handle = self.submit(job_id, task, on_progress)
+        try:
+            return await handle.wait()
+        finally:
+            if handle.outcome is None:
+                self.cancel(job_id)
+
+    def _close(self) -> None:
+        self.pool.close()
+        self._events.put(None)
+
+    async def _pump(self) -> None:
+        while True:
+            item = await anyio.to_thread.run_sync(self._events.get, abandon_on_cancel=True)
+            batch = [item]
+            while True:
+                try:
+                    batch.append(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            for entry in batch:
+                if entry is None:
+                    return
+                job_id, event = entry
+                handle = self._handles.get(job_id)
+                if handle is None:
+                    continue
+                if isinstance(event, Outcome):
+                    del self._handles[job_id]
+                handle._deliver(event)
+
+
+__all__ = [
+    "AsyncWorkerPool",
+    "JobHandle",
+    "Outcome",
+    "OutcomeKind",
+    "Priority",
+    "Progress",
+    "SearchTask",
+    "WorkerPool",
+    "default_workers",
+]

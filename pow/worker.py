@@ -1,0 +1,87 @@
+"""The hashing worker process: receives chunks over a pipe, returns results.
+
+A worker exits when told to, when its pipe closes, or within about half a second of
+its parent dying (even by SIGKILL), so it never outlives the server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection
+
+from pow.kernel import get_kernel
+
+PARENT_CHECK_SECONDS = 0.5
+CALIBRATION_SECONDS = 0.05
+CALIBRATION_PREFIX = b"pow-mcp-calibration-"
+
+# Wire formats (plain tuples: they pickle fastest).
+#   parent -> worker: (job_id, prefix, start, count, difficulty), or None to stop
+#   worker -> parent: ("ready", pid, hashes_per_second) once, then
+#                     (job_id, start, found_nonce, hashes, best_nonce, best_zeros, best_hash, seconds)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    # getppid() changes when the parent dies, however it died; nothing else is that reliable
+    # across start methods and signals.
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+def _detach_stdio() -> None:
+    # fd 1 may be the MCP stdio channel: a stray write from a worker must not corrupt it.
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+def _calibrate(kernel_name: str) -> float:
+    kernel = get_kernel(kernel_name)
+    count, start = 1024, 0
+    began = time.perf_counter()
+    while (elapsed := time.perf_counter() - began) < CALIBRATION_SECONDS:
+        kernel.search(CALIBRATION_PREFIX, start, count, 64)
+        start += count
+        count *= 2
+    return start / elapsed
+
+
+def worker_main(conn: Connection, parent_pid: int, kernel_name: str) -> None:
+    """Entry point of a worker process."""
+    _detach_stdio()
+    # Ctrl-C reaches the whole process group; the parent decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    kernel = get_kernel(kernel_name)
+    conn.send(("ready", os.getpid(), _calibrate(kernel_name)))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        job_id, prefix, start, count, difficulty = task
+        began = time.perf_counter()
+        r = kernel.search(prefix, start, count, difficulty)
+        seconds = time.perf_counter() - began
+        try:
+            conn.send(
+                (
+                    job_id,
+                    start,
+                    r.found_nonce,
+                    r.hashes,
+                    r.best_nonce,
+                    r.best_zeros,
+                    r.best_hash,
+                    seconds,
+                )
+            )
+        except (BrokenPipeError, OSError):
+            return

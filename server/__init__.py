@@ -1,0 +1,1 @@
+"""The MCP server: configuration, job manager, tools, resources, transports and CLI."""

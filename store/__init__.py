@@ -1,0 +1,1 @@
+"""Job records and their persistence (JSON file, or memory only)."""
