@@ -78,17 +78,11 @@ class HashlibKernel:
         return ChunkResult(None, count, best_nonce, best_zeros, best_digest.hex())
 
 
-def _native_kernels() -> dict[str, SearchKernel]:
-    try:
-        from pow import native  # compiled kernel; optional at install time
-    except ImportError:
-        return {}
-    return native.kernels()
-
-
 def available_kernels() -> dict[str, SearchKernel]:
     """Kernels this machine can run, fastest first."""
-    kernels = _native_kernels()
+    from pow.native import kernels as native_kernels  # late: pow.native imports this module
+
+    kernels = native_kernels()
     kernels[HashlibKernel.name] = HashlibKernel()
     return kernels
 

@@ -8,7 +8,6 @@ so awaiting a job never blocks the event loop.
 
 from __future__ import annotations
 
-import collections
 import logging
 import multiprocessing
 import os
@@ -16,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -121,10 +120,8 @@ class WorkerPool:
         for job_id, outcome in self._scheduler.cancel_all("the worker pool was shut down"):
             self._sink(job_id, outcome)
         for worker in self._workers:
-            try:
+            with suppress(OSError):
                 worker.conn.send(None)
-            except OSError:
-                pass
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
         for worker in self._workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
@@ -249,12 +246,11 @@ class WorkerPool:
             if chunk is None:
                 return
             worker.chunk = chunk
-            try:
+            # If the worker is dead its sentinel says so, and the chunk is handed out again.
+            with suppress(OSError):
                 worker.conn.send(
                     (chunk.job_id, chunk.prefix, chunk.start, chunk.count, chunk.difficulty)
                 )
-            except OSError:
-                pass  # the sentinel reports the death; the chunk is handed out again then
 
     def _on_message(self, worker: _Worker, message: Any) -> None:
         if message[0] == "ready":
@@ -330,9 +326,7 @@ class AsyncWorkerPool:
     """anyio face of `WorkerPool`: events are delivered on the event loop, never blocking it."""
 
     def __init__(self, workers: int | None = None, kernel: str | None = None) -> None:
-        self._events: queue.SimpleQueue[tuple[str, Progress | Outcome] | None] = (
-            queue.SimpleQueue()
-        )
+        self._events: queue.SimpleQueue[tuple[str, Progress | Outcome] | None] = queue.SimpleQueue()
         self.pool = WorkerPool(lambda job_id, e: self._events.put((job_id, e)), workers, kernel)
         self._handles: dict[str, JobHandle] = {}
 

@@ -194,7 +194,12 @@ class Scheduler:
             job.best_nonce, job.best_hash = result.best_nonce, result.best_hash
         if job.best_zeros >= job.difficulty:
             return [self._finish(job, OutcomeKind.FOUND)]
-        if job.end is not None and not job.retry and not job.in_flight and job.next_nonce >= job.end:
+        if (
+            job.end is not None
+            and not job.retry
+            and not job.in_flight
+            and job.next_nonce >= job.end
+        ):
             limit = job.end - job.task.start_nonce
             error = f"no proof within {limit} hashes (max_iterations reached)"
             return [self._finish(job, OutcomeKind.EXHAUSTED, error)]

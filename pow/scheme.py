@@ -56,7 +56,9 @@ def validate_entity_id(value: str, field: str = "entity_id") -> str:
 
 def validate_difficulty(difficulty: int) -> int:
     if not 1 <= difficulty <= MAX_DIFFICULTY:
-        raise ValueError(f"difficulty must be an integer from 1 to {MAX_DIFFICULTY}, got {difficulty}")
+        raise ValueError(
+            f"difficulty must be an integer from 1 to {MAX_DIFFICULTY}, got {difficulty}"
+        )
     return difficulty
 
 
@@ -128,7 +130,9 @@ class Verification:
     hash_matches: bool | None
 
 
-def verify(prefix: str, nonce: int, difficulty: int, claimed_hash: str | None = None) -> Verification:
+def verify(
+    prefix: str, nonce: int, difficulty: int, claimed_hash: str | None = None
+) -> Verification:
     """Recompute the hash of prefix+nonce and check it against `difficulty`.
 
     A claimed hash that differs from the recomputed one makes the proof invalid.

@@ -20,8 +20,8 @@ CALIBRATION_PREFIX = b"pow-mcp-calibration-"
 
 # Wire formats (plain tuples: they pickle fastest).
 #   parent -> worker: (job_id, prefix, start, count, difficulty), or None to stop
-#   worker -> parent: ("ready", pid, hashes_per_second) once, then
-#                     (job_id, start, found_nonce, hashes, best_nonce, best_zeros, best_hash, seconds)
+#   worker -> parent: ("ready", pid, hashes_per_second) once, then for each chunk
+#       (job_id, start, found_nonce, hashes, best_nonce, best_zeros, best_hash, seconds)
 
 
 def _watch_parent(parent_pid: int) -> None:
