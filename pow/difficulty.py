@@ -47,3 +47,20 @@ def valid_from_block(block_start: int, zeros: int, difficulty_range: float) -> i
     """First block height at which a proof with `zeros` leading zeros is accepted."""
     age = first_valid_age(zeros, difficulty_range)
     return None if age is None else block_start + age
+
+
+def expected_hashes(difficulty: int) -> int:
+    """Mean number of hashes to meet `difficulty`: each hex digit is 0 with chance 1/16."""
+    return int(16**difficulty)
+
+
+def eta_seconds(difficulty: int, hashes: int, hashrate: float) -> float | None:
+    """Seconds until the expected number of hashes is done at `hashrate` (None if unknown).
+
+    The search is memoryless, so past the mean the honest answer is another full mean.
+    """
+    if hashrate <= 0:
+        return None
+    expected = expected_hashes(difficulty)
+    remaining = expected - hashes if hashes < expected else expected
+    return remaining / hashrate
