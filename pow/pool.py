@@ -49,7 +49,7 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a worker is one process, not a value
 class _Worker:
     process: BaseProcess
     conn: Connection
@@ -199,6 +199,8 @@ class WorkerPool:
         except Exception:
             log.exception("worker pool scheduler crashed")
             self._stopping = True
+            # Nobody may wait forever on a job this thread will never finish.
+            self._emit(self._scheduler.cancel_all("internal error in the worker pool"))
 
     def _wait_and_handle(self) -> None:
         by_fd: dict[int, tuple[_Worker, bool]] = {}
