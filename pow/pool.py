@@ -349,6 +349,7 @@ class AsyncWorkerPool:
                         await anyio.to_thread.run_sync(self._close)
         finally:
             self.pool.close()
+            self._events.put(None)  # whatever happened, the pump's thread must not block exit
 
     @property
     def size(self) -> int:
@@ -407,8 +408,10 @@ class AsyncWorkerPool:
                 self.cancel(job_id)
 
     def _close(self) -> None:
-        self.pool.close()
-        self._events.put(None)
+        try:
+            self.pool.close()
+        finally:
+            self._events.put(None)
 
     async def _pump(self) -> None:
         while True:
