@@ -1,0 +1,138 @@
+"""Shared helpers for the store tests: records, the raw file, its lock, child processes."""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from store import JobRecord, JobStatus, JobStore, utc_now
+
+CHILD = Path(__file__).with_name("store_child.py")
+ROOT = CHILD.parent.parent
+_ids = itertools.count()
+BASE_TIME = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+
+
+def make_record(
+    status: JobStatus = JobStatus.QUEUED,
+    *,
+    job_id: str | None = None,
+    created: datetime | None = None,
+    **fields: Any,
+) -> JobRecord:
+    n = next(_ids)
+    created = created or BASE_TIME + timedelta(seconds=n)
+    fields.setdefault("job_data", {"prefix": f"test-{n}-", "difficulty": 4})
+    return JobRecord(
+        job_id=job_id or f"pow_{int(created.timestamp() * 1000)}_t{n:09d}",
+        status=status,
+        created_at=created,
+        updated_at=created,
+        **fields,
+    )
+
+
+def finished(
+    record: JobRecord, status: JobStatus = JobStatus.COMPLETED, **fields: Any
+) -> JobRecord:
+    now = fields.pop("completed_at", None) or utc_now()
+    return record.model_copy(
+        update={"status": status, "completed_at": now, "updated_at": now, **fields}
+    )
+
+
+def raw_jobs(data_dir: Path) -> dict[str, Any]:
+    """The jobs file as any JSON reader sees it."""
+    loaded: dict[str, Any] = json.loads((data_dir / "jobs.json").read_text())
+    return loaded
+
+
+@contextmanager
+def holding_write_lock(data_dir: Path) -> Iterator[None]:
+    """Hold `jobs.json.lock` exclusively, as another process in mid-write would."""
+    fd = os.open(data_dir / "jobs.json.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+async def wait_for_writes(store: JobStore, count: int) -> None:
+    """Wait (at most 10 s) until the store has written the file `count` times."""
+    with anyio.fail_after(10):
+        while store.writes < count:  # noqa: ASYNC110  # a counter, no event: poll it
+            await anyio.sleep(0.005)
+
+
+def aside(data_dir: Path, pattern: str = "jobs.json.corrupt-*") -> list[Path]:
+    """Files the store set aside."""
+    return sorted(data_dir.glob(pattern))
+
+
+def spawn(mode: str, data_dir: Path, *args: str, stderr: Path) -> subprocess.Popen[bytes]:
+    with open(stderr, "ab") as err:
+        return subprocess.Popen(
+            [sys.executable, str(CHILD), mode, str(data_dir), *args],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+
+
+class Lines:
+    """A child's stdout as lines, read straight from the pipe (no hidden read-ahead)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.fd = proc.stdout.fileno()
+        self.lines: list[str] = []
+        self._partial = b""
+        self.eof = False
+
+    def _read(self, timeout: float | None) -> bool:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return False
+        chunk = os.read(self.fd, 65536)
+        if not chunk:
+            self.eof = True
+            return False
+        *complete, self._partial = (self._partial + chunk).split(b"\n")
+        self.lines += [line.decode() for line in complete]
+        return True
+
+    def wait_for(self, predicate: Callable[[list[str]], bool], timeout: float) -> bool:
+        """Read until `predicate(lines)` holds; False if `timeout` passed or the pipe closed."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.lines):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.eof or not self._read(left):
+                return predicate(self.lines)
+        return True
+
+    def drain(self) -> None:
+        """Read to end of file (call after the child exited)."""
+        while not self.eof:
+            self._read(None)
+
+    def durable(self) -> list[tuple[str, JobStatus]]:
+        return [
+            (parts[1], JobStatus(parts[2]))
+            for parts in (line.split() for line in self.lines)
+            if parts[:1] == ["DURABLE"]
+        ]
