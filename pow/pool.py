@@ -12,10 +12,11 @@ import logging
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -278,7 +279,8 @@ class WorkerPool:
             name="pow-worker",
             daemon=True,
         )
-        process.start()
+        with _main_module_hidden():
+            process.start()
         child_conn.close()
         return _Worker(process, parent_conn)
 
@@ -297,6 +299,28 @@ class WorkerPool:
         replacement.rate = worker.rate
         self._workers[index] = replacement
         self._replaced += 1
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start a spawned worker without re-running the parent's __main__ in it.
+
+    spawn re-imports the parent's main module in every child; for the server that is the
+    whole MCP stack (a second or more per worker, and its memory), while a worker needs only
+    pow.worker. Without __spec__ and __file__ on __main__, spawn leaves it alone.
+    """
+    main = sys.modules["__main__"]
+    saved: dict[str, object] = {
+        name: main.__dict__[name] for name in ("__spec__", "__file__") if name in main.__dict__
+    }
+    main.__dict__["__spec__"] = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            main.__dict__.pop("__spec__", None)
 
 
 class JobHandle:
@@ -406,6 +430,10 @@ class AsyncWorkerPool:
         finally:
             if handle.outcome is None:
                 self.cancel(job_id)
+
+    async def aclose(self) -> None:
+        """Stop the workers now (also done on leaving `open`)."""
+        await anyio.to_thread.run_sync(self._close)
 
     def _close(self) -> None:
         try:

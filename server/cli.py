@@ -9,13 +9,19 @@ import queue
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
+
+import anyio
 
 from pow.bench import run as run_bench
 from pow.difficulty import eta_seconds, expected_hashes
 from pow.pool import WorkerPool
 from pow.scheduler import Outcome, OutcomeKind, Progress, SearchTask
 from pow.scheme import ActionType, structs_prefix, validate_prefix
+from server.app import serve
+from server.config import ConfigError, load_config
+from store import StoreError
 
 log = logging.getLogger("pow-mcp")
 
@@ -40,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Proof-of-work job server for AI agents (MCP). "
         "Without a subcommand it serves MCP over stdio.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{solve,bench}")
+    serve = parser.add_argument_group("serving MCP (flags override the environment variables)")
+    serve.add_argument("--transport", choices=["stdio", "http"], help="default: stdio")
+    serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=_positive_int, help="HTTP port (default 8000)")
+    serve.add_argument("--data-dir", help="directory of jobs.json (JOBS_DATA_DIR)")
+    serve.add_argument("--workers", type=_positive_int, help="hashing processes (POW_WORKERS)")
+    sub = parser.add_subparsers(dest="command", metavar="{solve,bench,claude-config}")
 
     solve = sub.add_parser("solve", help="find a proof of work now, with a progress bar")
     what = solve.add_argument_group("what to hash (either --prefix, or the Structs form)")
@@ -56,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--workers", type=_positive_int, help="worker processes (default: CPUs)")
     solve.add_argument("--kernel", help="search kernel (default: fastest available)")
     solve.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    sub.add_parser(
+        "claude-config",
+        help="print a Claude Desktop mcpServers entry for this installation",
+    )
 
     bench = sub.add_parser("bench", help="measure hash rates of the kernels and the pool")
     bench.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
@@ -176,6 +193,22 @@ def solve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0 if event.kind is OutcomeKind.FOUND else 1
 
 
+def claude_config() -> dict[str, object]:
+    """The `mcpServers` entry for Claude Desktop, with this installation's absolute paths."""
+    command = Path(sys.argv[0]).resolve()
+    if command.name != "pow-mcp":  # run as `python -m server.cli`
+        command = Path(sys.executable).parent / "pow-mcp"
+    data_dir = load_config().data_dir.resolve()
+    return {
+        "mcpServers": {
+            "pow": {
+                "command": str(command),
+                "env": {"JOBS_DATA_DIR": str(data_dir), "PERSIST_JOBS": "true"},
+            }
+        }
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -186,10 +219,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "solve":
         return solve(parser, args)
+    if args.command == "claude-config":
+        print(json.dumps(claude_config(), indent=2))
+        return 0
     if args.command == "bench":
         run_bench(args.seconds, args.workers)
         return 0
-    parser.error("serving MCP is not built yet; use the solve or bench subcommand")
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_config().with_overrides(
+            transport=args.transport,
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            workers=args.workers,
+        )
+    except ConfigError as exc:
+        print(f"pow-mcp: {exc}", file=sys.stderr)
+        return 2
+    try:
+        anyio.run(serve, config)
+    except StoreError as exc:
+        print(f"pow-mcp: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 if __name__ == "__main__":

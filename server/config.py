@@ -1,0 +1,123 @@
+"""Server configuration: the SPEC's environment variables, overridable by CLI flags."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pow.pool import default_workers
+from pow.scheme import MAX_DIFFICULTY
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot run with; the message names it."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("data/jobs")
+    persist: bool = True
+    workers: int = default_workers()
+    retention_seconds: float = 3600.0
+    save_debounce_seconds: float = 1.0
+    block_height_url: str | None = None
+    block_time_seconds: float = 5.0
+    target_difficulty_start: int = 5
+    kernel: str | None = None
+    transport: str = "stdio"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def jobs_file(self) -> Path:
+        return self.data_dir.resolve() / "jobs.json"
+
+    def with_overrides(self, **changes: object) -> Config:
+        """Apply CLI flags that were given (None means not given)."""
+        given = {key: value for key, value in changes.items() if value is not None}
+        if "data_dir" in given:
+            given["data_dir"] = Path(str(given["data_dir"]))
+        updated = replace(self, **given)  # type: ignore[arg-type]
+        _check(updated)
+        return updated
+
+
+def _bool(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name}={text!r} is not a boolean; use true or false")
+
+
+def _number(name: str, text: str, *, minimum: float, integer: bool = False) -> float:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{name}={text!r} is not {kind}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name}={text!r} must be at least {minimum:g}")
+    return value
+
+
+def _check(config: Config) -> None:
+    if config.workers < 1:
+        raise ConfigError(f"POW_WORKERS must be at least 1, got {config.workers}")
+    if config.block_time_seconds <= 0:
+        raise ConfigError("BLOCK_TIME_SECONDS must be greater than 0")
+    if not 1 <= config.target_difficulty_start <= MAX_DIFFICULTY:
+        raise ConfigError(f"TARGET_DIFFICULTY_START must be 1..{MAX_DIFFICULTY}")
+    if config.block_height_url is not None:
+        url = urlparse(config.block_height_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError(
+                f"BLOCK_HEIGHT_URL={config.block_height_url!r} must be an http:// or https:// URL"
+            )
+    if config.transport not in ("stdio", "http"):
+        raise ConfigError(f"--transport must be stdio or http, got {config.transport!r}")
+    if not 0 < config.port < 65536:
+        raise ConfigError(f"--port must be 1..65535, got {config.port}")
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """Read the SPEC's environment variables; a bad value is a ConfigError naming it."""
+    env = os.environ if env is None else env
+    base = Config()
+    config = Config(
+        data_dir=Path(env.get("JOBS_DATA_DIR") or base.data_dir),
+        persist=_bool("PERSIST_JOBS", env["PERSIST_JOBS"]) if "PERSIST_JOBS" in env else True,
+        workers=int(_number("POW_WORKERS", env["POW_WORKERS"], minimum=1, integer=True))
+        if env.get("POW_WORKERS")
+        else base.workers,
+        retention_seconds=_number(
+            "JOBS_RETENTION_SECONDS", env.get("JOBS_RETENTION_SECONDS", "3600"), minimum=0
+        ),
+        save_debounce_seconds=_number(
+            "JOBS_SAVE_DEBOUNCE_SECONDS", env.get("JOBS_SAVE_DEBOUNCE_SECONDS", "1.0"), minimum=0
+        ),
+        block_height_url=env.get("BLOCK_HEIGHT_URL") or None,
+        block_time_seconds=_number(
+            "BLOCK_TIME_SECONDS", env.get("BLOCK_TIME_SECONDS", "5.0"), minimum=0.001
+        ),
+        target_difficulty_start=int(
+            _number(
+                "TARGET_DIFFICULTY_START",
+                env.get("TARGET_DIFFICULTY_START", "5"),
+                minimum=1,
+                integer=True,
+            )
+        ),
+        kernel=env.get("POW_KERNEL") or None,
+    )
+    _check(config)
+    return config

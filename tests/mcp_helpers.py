@@ -1,0 +1,89 @@
+"""Starting the real server process and talking to it with the SDK's own client."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp_types import CallToolResult
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def server_env(data_dir: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "POW_", "BLOCK_"))}
+    env.update(
+        JOBS_DATA_DIR=str(data_dir),
+        POW_WORKERS="1",
+        JOBS_SAVE_DEBOUNCE_SECONDS="0.05",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+def server_params(data_dir: Path, *args: str, **env: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "server.cli", "--data-dir", str(data_dir), *args],
+        env=server_env(data_dir, **env),
+        cwd=ROOT,
+    )
+
+
+@contextlib.asynccontextmanager
+async def connect(data_dir: Path, *args: str, **env: str) -> AsyncIterator[Client]:
+    async with Client(server_params(data_dir, *args, **env), read_timeout_seconds=120) as client:
+        yield client
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; return its structured content."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, **arguments: Any) -> str:
+    """Call a tool that must fail as a tool error; return the error text."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, result.structured_content
+    return text_of(result)
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+def server_pids(data_dir: Path) -> list[int]:
+    """Pids of server processes started on `data_dir` (not their workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"server.cli" in argv and str(data_dir).encode() in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_server(data_dir: Path) -> None:
+    pids = server_pids(data_dir)
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+
+
+def jobs_file(data_dir: Path) -> dict[str, Any]:
+    return json.loads((data_dir / "jobs.json").read_text())

@@ -1,0 +1,95 @@
+"""An age-based Structs job against a local block-height server whose height advances."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from pow.difficulty import age_difficulty, first_valid_age
+from tests.mcp_helpers import call, connect
+
+
+class Chain:
+    """Answers Cosmos REST blocks/latest; once armed, every request is one block later."""
+
+    def __init__(self, before: int, first: int) -> None:
+        self.height, self.first = before, first
+        self.armed = False
+        self.lock = threading.Lock()
+
+    def next(self) -> int:
+        with self.lock:
+            if self.armed:
+                self.height = max(self.height + 1, self.first)
+            return self.height
+
+
+@pytest.fixture
+def chain() -> Iterator[tuple[Chain, str]]:
+    state = Chain(before=990, first=1001)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"block": {"header": {"height": str(state.next())}}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/cosmos/base/tendermint/v1beta1/blocks/latest"
+        yield state, url
+    finally:
+        server.shutdown()
+
+
+async def test_age_based_job_waits_then_hashes_then_completes(
+    tmp_path: Path, chain: tuple[Chain, str]
+) -> None:
+    state, url = chain
+    env = {"BLOCK_HEIGHT_URL": url, "BLOCK_TIME_SECONDS": "0.1", "TARGET_DIFFICULTY_START": "5"}
+    async with connect(tmp_path, **env) as client:
+        job = await call(
+            client,
+            "start_proof_of_work",
+            action_type="struct_build_complete",
+            entity_id="5-42",
+            block_start=1000,
+            difficulty_range=10,
+        )
+        assert job["status"] == "waiting"
+        assert job["difficulty"] == 64  # the chain is still before block_start
+        waiting = await call(client, "query_proof_of_work_status", job_id=job["job_id"])
+        assert waiting["status"] == "waiting"
+        info = waiting["waiting_info"]
+        assert info["start_difficulty"] == 5 and info["current_difficulty"] == 64
+        assert info["blocks_remaining"] == first_valid_age(5, 10) - info["current_age"]
+        assert waiting["started_at"] is None
+
+        state.armed = True  # blocks start to pass
+        record = await call(client, "wait_for_job", job_id=job["job_id"], timeout_seconds=60)
+
+    assert record["status"] == "completed", record
+    proof = record["result"]["proof_of_work"]
+    digest = hashlib.sha256(f"5-42BUILD1000NONCE{proof['nonce']}".encode()).hexdigest()
+    assert proof["hash"] == digest
+    zeros = len(digest) - len(digest.lstrip("0"))
+    # It only hashed once the difficulty had fallen to the start threshold...
+    assert record["started_at"] is not None and proof["difficulty"] <= 5
+    # ...and completed as soon as its best hash was accepted at the current height.
+    assert zeros >= proof["difficulty"]
+    assert record["valid_from_block"] == 1000 + first_valid_age(zeros, 10)
+    assert age_difficulty(record["valid_from_block"] - 1000, 10) <= zeros

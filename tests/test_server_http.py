@@ -1,0 +1,85 @@
+"""Streamable HTTP: start and wait through the SDK client; foreign Host/Origin refused."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from mcp import Client
+
+from tests.mcp_helpers import ROOT, call, server_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "--transport",
+            "http",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=server_env(tmp_path),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:  # the server says when it listens
+            if "Streamable HTTP" in line:
+                break
+        else:
+            pytest.fail(f"server exited with {proc.wait()} before serving")
+        deadline = time.monotonic() + 30
+        while True:  # uvicorn binds right after that line
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+async def test_start_and_wait_over_streamable_http(http_server: str) -> None:
+    async with Client(http_server) as client:
+        job = await call(client, "start_proof_of_work", prefix="http-", difficulty=3)
+        record = await call(client, "wait_for_job", job_id=job["job_id"], timeout_seconds=60)
+    assert record["status"] == "completed"
+    proof = record["result"]["proof_of_work"]
+    assert hashlib.sha256(f"http-{proof['nonce']}".encode()).hexdigest() == proof["hash"]
+
+
+def test_requests_from_a_foreign_host_or_origin_are_refused(http_server: str) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Accept": "application/json, text/event-stream"}
+    evil_host = httpx.post(http_server, json=body, headers={**headers, "Host": "evil.example"})
+    assert evil_host.status_code in (403, 421)
+    evil_origin = httpx.post(
+        http_server, json=body, headers={**headers, "Origin": "http://evil.example"}
+    )
+    assert evil_origin.status_code == 403
