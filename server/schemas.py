@@ -170,7 +170,8 @@ def summary(record: JobRecord) -> JobSummary:
         created_at=record.created_at,
         completed_at=record.completed_at,
         prefix=data.get("prefix"),
-        difficulty=data.get("difficulty"),
+        difficulty=data.get("difficulty")
+        or (record.waiting_info.current_difficulty if record.waiting_info else None),
         hashes=record.progress.hashes if record.progress else 0,
         nonce=proof.nonce if proof else None,
         label=data.get("label"),

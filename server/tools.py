@@ -39,6 +39,7 @@ from server.schemas import (
     VerifyAnswer,
     summary,
 )
+from store import StoreError
 from store.record import JobRecord, JobStatus
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -206,6 +207,11 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
             record, now_difficulty = await manager.start(spec)
         except JobInputError as exc:
             raise ToolError(str(exc)) from None
+        except StoreError as exc:
+            raise ToolError(
+                f"the job could not be saved to the jobs file, so it was not started: {exc}. "
+                "Check the disk and JOBS_DATA_DIR, then try again"
+            ) from None
         expected, seconds = manager.estimate(record, now_difficulty)
         answer = StartAnswer(
             job_id=record.job_id,
