@@ -53,6 +53,20 @@ JobId = Annotated[
 ]
 
 
+def _hints(title: str, *, read_only: bool, destructive: bool, idempotent: bool) -> ToolAnnotations:
+    """Every hint set: one left out means the protocol's default (destructive, not idempotent).
+
+    No tool reaches outside this server (BLOCK_HEIGHT_URL is the operator's, read-only).
+    """
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
+    )
+
+
 def _answer(model: BaseModel, text: str) -> CallToolResult:
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
@@ -125,12 +139,8 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
 
     @mcp.tool(
         name="start_proof_of_work",
-        annotations=ToolAnnotations(
-            title="Start a proof-of-work job",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=False,
+        annotations=_hints(
+            "Start a proof-of-work job", read_only=False, destructive=False, idempotent=False
         ),
     )
     async def start_proof_of_work(
@@ -240,12 +250,8 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
 
     @mcp.tool(
         name="query_proof_of_work_status",
-        annotations=ToolAnnotations(
-            title="Get a job's status and result",
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=False,
+        annotations=_hints(
+            "Get a job's status and result", read_only=True, destructive=False, idempotent=True
         ),
     )
     async def query_proof_of_work_status(job_id: JobId) -> Annotated[CallToolResult, JobAnswer]:
@@ -260,12 +266,8 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
 
     @mcp.tool(
         name="wait_for_job",
-        annotations=ToolAnnotations(
-            title="Wait for a job to finish",
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=False,
+        annotations=_hints(
+            "Wait for a job to finish", read_only=True, destructive=False, idempotent=True
         ),
     )
     async def wait_for_job(
@@ -302,13 +304,7 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
 
     @mcp.tool(
         name="list_jobs",
-        annotations=ToolAnnotations(
-            title="List jobs",
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
+        annotations=_hints("List jobs", read_only=True, destructive=False, idempotent=True),
     )
     async def list_jobs(
         status: Annotated[
@@ -332,13 +328,7 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
 
     @mcp.tool(
         name="cancel_job",
-        annotations=ToolAnnotations(
-            title="Cancel a job",
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
+        annotations=_hints("Cancel a job", read_only=False, destructive=True, idempotent=True),
     )
     async def cancel_job(job_id: JobId) -> Annotated[CallToolResult, CancelAnswer]:
         """Stop a queued, waiting or running job; its status becomes cancelled. A job that
@@ -361,12 +351,8 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
 
     @mcp.tool(
         name="cleanup_jobs",
-        annotations=ToolAnnotations(
-            title="Remove old finished jobs",
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=False,
-            open_world_hint=False,
+        annotations=_hints(
+            "Remove old finished jobs", read_only=False, destructive=True, idempotent=False
         ),
     )
     async def cleanup_jobs(
@@ -389,13 +375,7 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
 
     @mcp.tool(
         name="verify_proof_of_work",
-        annotations=ToolAnnotations(
-            title="Check a nonce",
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
+        annotations=_hints("Check a nonce", read_only=True, destructive=False, idempotent=True),
     )
     async def verify_proof_of_work(
         nonce: Annotated[
