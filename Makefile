@@ -6,13 +6,13 @@ BIN := $(VENV)/bin
 .PHONY: run test lint bench clean
 
 # Stamps re-run the install whenever the project definition changes.
-$(VENV)/.stamp-run: pyproject.toml setup.py
+$(VENV)/.stamp-run: pyproject.toml setup.py pow/_sha256.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml setup.py
+$(VENV)/.stamp-dev: pyproject.toml setup.py pow/_sha256.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
