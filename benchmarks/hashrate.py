@@ -14,12 +14,13 @@ from pow.bench import run
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="figures are the best of these")
     parser.add_argument(
         "--workers", type=int, default=int(os.environ.get("POW_WORKERS", 0)) or None
     )
     args = parser.parse_args()
-    run(args.seconds, args.workers)
+    run(args.seconds, args.workers, rounds=args.rounds)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure hash rates of the kernels and the pool")
     bench.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
     bench.add_argument("--workers", type=_positive_int, help="largest pool to measure")
+    bench.add_argument("--rounds", type=_positive_int, default=3, help="best of (default 3)")
     return parser
 
 
@@ -223,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(claude_config(), indent=2))
         return 0
     if args.command == "bench":
-        run_bench(args.seconds, args.workers)
+        run_bench(args.seconds, args.workers, rounds=args.rounds)
         return 0
     return _serve(args)
 
