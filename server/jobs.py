@@ -252,18 +252,30 @@ class JobManager:
         """Stop a job; returns its final record and whether this call cancelled it."""
         job = self._jobs.get(job_id)
         if job is None:
-            record = await self.get(job_id)
-            if record.is_terminal:
-                return record, False
-            raise JobInputError(
-                f"job {job_id} is being run by another pow-mcp process (instance "
-                f"{record.owner}); cancel it through the client connected to that server"
-            )
+            return await self._cancel_foreign(await self.get(job_id))
         job.cancel_requested = True
         self.pool.cancel(job_id)
         job.scope.cancel()
         await job.done.wait()
         return job.record, job.record.status is JobStatus.CANCELLED
+
+    async def _cancel_foreign(self, record: JobRecord) -> tuple[JobRecord, bool]:
+        """A job this process does not run: ended, run by a live peer, or orphaned."""
+        if record.is_terminal:
+            return record, False
+        if await self.store.owner_alive(record.owner):
+            raise JobInputError(
+                f"job {record.job_id} is being run by another pow-mcp process (instance "
+                f"{record.owner}); cancel it through the client connected to that server"
+            )
+        # Its server died; nothing hashes it any more, so recording the cancel is all there is.
+        now = utcnow()
+        cancelled = record.model_copy(
+            update={"status": JobStatus.CANCELLED, "completed_at": now, "updated_at": now}
+        )
+        await self.store.update(cancelled)
+        log.info("job %s of the stopped instance %s cancelled", record.job_id, record.owner)
+        return cancelled, True
 
     async def wait(
         self, job_id: str, seconds: float, report: ProgressReporter | None = None

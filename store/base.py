@@ -108,6 +108,10 @@ class JobStore(Protocol):
         """Apply the retention period every `interval_seconds`, forever."""
         ...
 
+    async def owner_alive(self, owner: str | None) -> bool:
+        """Whether the instance `owner` (a record's `owner`) still runs."""
+        ...
+
 
 class UpdateKind(Enum):
     IGNORE = "ignore"  # the stored record is terminal and the new one is not
@@ -242,6 +246,9 @@ class MemoryJobStore:
 
     async def run_cleanup(self, retention_seconds: float, interval_seconds: float) -> None:
         await cleanup_forever(self, retention_seconds, interval_seconds)
+
+    async def owner_alive(self, owner: str | None) -> bool:
+        return owner == self._instance_id  # memory is not shared: nobody else is here
 
     def _check_open(self) -> None:
         if self._closed:

@@ -314,6 +314,13 @@ class JsonFileJobStore:
             if unsaved:
                 log.error("job store %s closed with %d changes unsaved", self._path, unsaved)
 
+    async def owner_alive(self, owner: str | None) -> bool:
+        if owner is None:
+            return False
+        if owner == self._instance_id:
+            return True
+        return await anyio.to_thread.run_sync(owner_alive, self._instances, owner)
+
     async def run_cleanup(self, retention_seconds: float, interval_seconds: float) -> None:
         await cleanup_forever(self, retention_seconds, interval_seconds)
 
