@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from importlib.metadata import PackageNotFoundError, version
 
 import anyio
@@ -12,7 +13,7 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
-from server.config import Config
+from server.config import Config, ConfigError
 from server.jobs import JobManager, open_manager
 from server.tools import register
 
@@ -57,15 +58,29 @@ def transport_security(host: str, port: int) -> TransportSecuritySettings:
     )
 
 
-async def _serve_http(mcp: MCPServer, config: Config) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """Bind and listen before anything else starts: a busy port is a clear error at once."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host"
+        ) from None
+    return sock
+
+
+async def _serve_http(mcp: MCPServer, config: Config, sock: socket.socket) -> None:
     app = mcp.streamable_http_app(
         transport_security=transport_security(config.host, config.port), host=config.host
     )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    # The socket already listens, so clients may connect from this line on.
     log.info("serving MCP over Streamable HTTP at http://%s:%d/mcp", config.host, config.port)
-    await server.serve()
+    await server.serve(sockets=[sock])
 
 
 async def _stop_on_signal(manager: JobManager, scope: anyio.CancelScope, stdio: bool) -> None:
@@ -88,6 +103,7 @@ async def _stop_on_signal(manager: JobManager, scope: anyio.CancelScope, stdio: 
 
 async def serve(config: Config) -> None:
     """Run until the transport ends (stdin closed) or SIGTERM/SIGINT; then stop cleanly."""
+    sock = listen(config.host, config.port) if config.transport == "http" else None
     async with open_manager(config) as manager:
         storage = (
             f"jobs file {config.jobs_file}"
@@ -106,8 +122,8 @@ async def serve(config: Config) -> None:
         mcp = build_server(manager)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, manager, tg.cancel_scope, config.transport == "stdio")
-            if config.transport == "http":
-                await _serve_http(mcp, config)
+            if sock is not None:
+                await _serve_http(mcp, config, sock)
             else:
                 await mcp.run_stdio_async()
             tg.cancel_scope.cancel()

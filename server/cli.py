@@ -243,7 +243,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         anyio.run(serve, config)
-    except StoreError as exc:
+    except (StoreError, ConfigError) as exc:
         print(f"pow-mcp: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -6,7 +6,6 @@ import hashlib
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,20 +44,11 @@ def http_server(tmp_path: Path) -> Iterator[str]:
     )
     assert proc.stderr is not None
     try:
-        for line in proc.stderr:  # the server says when it listens
+        for line in proc.stderr:  # the server says so once it listens
             if "Streamable HTTP" in line:
                 break
         else:
             pytest.fail(f"server exited with {proc.wait()} before serving")
-        deadline = time.monotonic() + 30
-        while True:  # uvicorn binds right after that line
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()
@@ -83,3 +73,20 @@ def test_requests_from_a_foreign_host_or_origin_are_refused(http_server: str) ->
         http_server, json=body, headers={**headers, "Origin": "http://evil.example"}
     )
     assert evil_origin.status_code == 403
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "server.cli", "--transport", "http", "--port", str(port)],
+            cwd=ROOT,
+            env=server_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
