@@ -168,9 +168,6 @@ class WorkerPool:
     def resume(self, job_id: str) -> None:
         self._call(lambda: self._scheduler.pause(job_id, False))
 
-    def set_priority(self, job_id: str, priority: Priority) -> None:
-        self._call(lambda: self._scheduler.set_priority(job_id, priority))
-
     def set_difficulty(self, job_id: str, difficulty: int) -> None:
         self._call(lambda: self._emit(self._scheduler.set_difficulty(job_id, difficulty)))
 
@@ -399,9 +396,6 @@ class AsyncWorkerPool:
         self.pool.submit(job_id, task)
         return handle
 
-    def handle(self, job_id: str) -> JobHandle | None:
-        return self._handles.get(job_id)
-
     def cancel(self, job_id: str) -> None:
         self.pool.cancel(job_id)
 
@@ -413,9 +407,6 @@ class AsyncWorkerPool:
 
     def set_difficulty(self, job_id: str, difficulty: int) -> None:
         self.pool.set_difficulty(job_id, difficulty)
-
-    def set_priority(self, job_id: str, priority: Priority) -> None:
-        self.pool.set_priority(job_id, priority)
 
     async def run(
         self,

@@ -89,7 +89,6 @@ class _Job:
     prefix: bytes
     seq: int
     difficulty: int
-    priority: Priority
     next_nonce: int
     end: int | None
     started: float | None = None
@@ -142,9 +141,6 @@ class Scheduler:
     def __contains__(self, job_id: str) -> bool:
         return job_id in self._jobs
 
-    def __len__(self) -> int:
-        return len(self._jobs)
-
     def add(self, job_id: str, task: SearchTask) -> None:
         if job_id in self._jobs:
             raise ValueError(f"job {job_id} is already in the pool")
@@ -156,7 +152,6 @@ class Scheduler:
             task.prefix.encode(),
             self._seq,
             task.difficulty,
-            task.priority,
             task.start_nonce,
             end,
         )
@@ -166,7 +161,7 @@ class Scheduler:
         candidates = [job for job in self._jobs.values() if job.runnable()]
         if not candidates:
             return None
-        job = min(candidates, key=lambda j: (-j.priority, j.last_served, j.seq))
+        job = min(candidates, key=lambda j: (-j.task.priority, j.last_served, j.seq))
         self._tick += 1
         job.last_served = self._tick
         if job.started is None:
@@ -228,10 +223,6 @@ class Scheduler:
     def pause(self, job_id: str, paused: bool) -> None:
         if job := self._jobs.get(job_id):
             job.paused = paused
-
-    def set_priority(self, job_id: str, priority: Priority) -> None:
-        if job := self._jobs.get(job_id):
-            job.priority = priority
 
     def set_difficulty(self, job_id: str, difficulty: int) -> list[Event]:
         """Change the target; a best hash already good enough finishes the job now."""

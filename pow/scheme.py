@@ -108,10 +108,6 @@ def digest_leading_zeros(digest: bytes) -> int:
     return (256 - int.from_bytes(digest, "big").bit_length()) // 4
 
 
-def meets_difficulty(hex_hash: str, difficulty: int) -> bool:
-    return leading_zeros(hex_hash) >= difficulty
-
-
 def parse_nonce(text: str) -> int:
     """Parse a nonce given as a decimal string without sign or leading zeros."""
     if not _NONCE_RE.fullmatch(text):

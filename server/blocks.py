@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from typing import Any
 
@@ -105,10 +104,3 @@ class BlockClock:
             while True:
                 await self.poll_once(client)
                 await anyio.sleep(max(self.block_time, 0.05))
-
-
-def next_block_delay(anchor: Anchor, clock: BlockClock) -> float:
-    """How long a job may sleep before the height can next change."""
-    source = clock.anchor or anchor
-    wait = source.seconds_until(source.now() + 1)
-    return wait if math.isfinite(wait) else clock.block_time

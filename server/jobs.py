@@ -31,7 +31,7 @@ from pow.difficulty import (
 from pow.pool import AsyncWorkerPool
 from pow.scheduler import Outcome, OutcomeKind, Priority, Progress, SearchTask
 from pow.scheme import ActionType, structs_prefix, validate_prefix
-from server.blocks import Anchor, BlockClock, next_block_delay
+from server.blocks import Anchor, BlockClock
 from server.config import Config
 from store import JobStore, open_store
 from store.record import (
@@ -153,6 +153,7 @@ class _Job:
     spec: JobSpec
     anchor: Anchor | None = None
     difficulty: int = 0
+    height: int = 0  # the block height `difficulty` was computed at (age-based jobs)
     cancel_requested: bool = False
     interrupted: bool = False  # the server is stopping
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
@@ -203,8 +204,7 @@ class JobManager:
         )
         job = _Job(record, spec, anchor, difficulty)
         if spec.age_based:
-            difficulty = self._age_difficulty(job)
-            job.difficulty = difficulty
+            difficulty = self._update_difficulty(job)
             if difficulty > self.config.target_difficulty_start:
                 job.record = record = self._waiting(job, now)
         await self.store.create(record)
@@ -341,8 +341,7 @@ class JobManager:
 
     async def _wait_until_startable(self, job: _Job) -> None:
         while True:
-            job.difficulty = self._age_difficulty(job)
-            if job.difficulty <= self.config.target_difficulty_start:
+            if self._update_difficulty(job) <= self.config.target_difficulty_start:
                 return
             job.record = self._waiting(job, utcnow())
             await self.store.update(job.record)
@@ -398,10 +397,10 @@ class JobManager:
     async def _follow_blocks(self, job: _Job) -> None:
         while True:
             await self._next_block(job)
-            difficulty = self._age_difficulty(job)
-            if difficulty != job.difficulty:
+            before = job.difficulty
+            difficulty = self._update_difficulty(job)
+            if difficulty != before:
                 log.info("job %s difficulty now %d", job.record.job_id, difficulty)
-                job.difficulty = difficulty
                 job.record = job.record.model_copy(update={"waiting_info": self._waiting_info(job)})
                 job.dirty.set()
                 self.pool.set_difficulty(job.record.job_id, difficulty)
@@ -471,28 +470,30 @@ class JobManager:
 
     # -- age-based difficulty ----------------------------------------------------------------
 
-    def _height(self, job: _Job) -> int:
-        height = self.clock.height()
-        if height is None:
-            assert job.anchor is not None
-            height = job.anchor.now()
-        return height
+    def _source(self, job: _Job) -> Anchor:
+        """The polled chain height when there is one, else the height the job was given."""
+        source = self.clock.anchor or job.anchor
+        assert source is not None  # start() refuses an age-based job with neither
+        return source
 
-    def _age_difficulty(self, job: _Job) -> int:
-        assert job.spec.block_start is not None and job.spec.difficulty_range is not None
-        return age_difficulty(self._height(job) - job.spec.block_start, job.spec.difficulty_range)
+    def _update_difficulty(self, job: _Job) -> int:
+        """Read the height once; the job's age difficulty follows from it."""
+        spec = job.spec
+        assert spec.block_start is not None and spec.difficulty_range is not None
+        job.height = self._source(job).now()
+        job.difficulty = age_difficulty(job.height - spec.block_start, spec.difficulty_range)
+        return job.difficulty
 
     def _waiting_info(self, job: _Job) -> WaitingInfo:
         spec = job.spec
         assert spec.block_start is not None and spec.difficulty_range is not None
-        height = self._height(job)
         start = self.config.target_difficulty_start
         start_age = first_valid_age(start, spec.difficulty_range) or 0
         return WaitingInfo(
-            current_age=height - spec.block_start,
-            current_difficulty=self._age_difficulty(job),
+            current_age=job.height - spec.block_start,
+            current_difficulty=job.difficulty,
             start_difficulty=start,
-            blocks_remaining=max(0, spec.block_start + start_age - height),
+            blocks_remaining=max(0, spec.block_start + start_age - job.height),
         )
 
     def _waiting(self, job: _Job, now: datetime) -> JobRecord:
@@ -505,9 +506,9 @@ class JobManager:
         )
 
     async def _next_block(self, job: _Job) -> None:
-        anchor = job.anchor or self.clock.anchor
-        assert anchor is not None
-        with anyio.move_on_after(next_block_delay(anchor, self.clock)):
+        """Sleep until the extrapolated height moves on, or a poll brings a new one."""
+        source = self._source(job)
+        with anyio.move_on_after(source.seconds_until(source.now() + 1)):
             await self.clock.wait_changed()
 
     # -- shutdown ----------------------------------------------------------------------------

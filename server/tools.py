@@ -420,7 +420,10 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
         except (JobInputError, ValueError) as exc:
             raise ToolError(str(exc)) from None
         valid_from = None
-        if difficulty_range is not None:
+        if difficulty_range is None:
+            assert difficulty is not None
+            check = verify(text_prefix, number, difficulty, hash)
+        else:
             assert block_start is not None
             if age is None and current_block_height is None:
                 raise ToolError("an age-based check needs age or current_block_height")
@@ -429,13 +432,9 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
                 age = current_block_height - block_start
                 if age < 0:
                     raise ToolError("current_block_height is before block_start")
-            required = age_difficulty(age, difficulty_range)
-        else:
-            assert difficulty is not None
-            required = difficulty
-        check = verify(text_prefix, number, required, hash)
-        if difficulty_range is not None and block_start is not None:
+            check = verify(text_prefix, number, age_difficulty(age, difficulty_range), hash)
             valid_from = valid_from_block(block_start, check.leading_zeros, difficulty_range)
+        required = check.required_difficulty
         answer = VerifyAnswer(
             valid=check.valid,
             hash=check.hash,

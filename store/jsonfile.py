@@ -33,7 +33,7 @@ later write succeeds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -677,15 +677,7 @@ class JsonFileJobStore:
             lines = {**backup.lines, **known.lines}
             return _Loaded(Contents(records, lines), None, repaired=True, can_backup=False)
         if parsed.bad:
-            aside = set_aside(self._path, "corrupt")
-            for job_id, reason in parsed.bad.items():
-                log.warning(
-                    "job %s: skipped an unreadable record in %s (%s); the file is kept as %s",
-                    job_id,
-                    self._path,
-                    reason,
-                    aside,
-                )
+            _keep_partly_bad(self._path, parsed.bad)
             return _Loaded(parsed.contents, None, repaired=True, can_backup=False)
         return _Loaded(parsed.contents, read_sig, repaired=False, can_backup=True)
 
@@ -702,13 +694,18 @@ class JsonFileJobStore:
             )
             return Contents()
         if parsed.bad:
-            aside = set_aside(self._backup, "corrupt")
-            for job_id, reason in parsed.bad.items():
-                log.warning(
-                    "job %s: skipped an unreadable record in %s (%s); it is kept as %s",
-                    job_id,
-                    self._backup,
-                    reason,
-                    aside,
-                )
+            _keep_partly_bad(self._backup, parsed.bad)
         return parsed.contents
+
+
+def _keep_partly_bad(path: Path, bad: Mapping[str, str]) -> None:
+    """Set a file with unreadable records aside for inspection, naming each one skipped."""
+    aside = set_aside(path, "corrupt")
+    for job_id, reason in bad.items():
+        log.warning(
+            "job %s: skipped an unreadable record in %s (%s); the file is kept as %s",
+            job_id,
+            path,
+            reason,
+            aside,
+        )
