@@ -1,6 +1,12 @@
 """Which chunk of which job a free worker hashes next, and what the results mean.
 
 Pure bookkeeping, no processes or threads: the pool drives it from one thread.
+
+A job's search walks positions 0, 1, 2, ... (a position is a nonce in today's layout).
+Its `Checkpoint` says where it stands: every position below `position` was hashed except
+the `pending` ranges. A task built from a checkpoint hashes the pending ranges first, then
+goes on from `position`: no position is hashed twice, none is skipped, and `hashes` and the
+best hash carry on from where they were.
 """
 
 from __future__ import annotations
@@ -24,21 +30,57 @@ class Priority(IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Everything below `position` is hashed, except the `pending` (start, count) ranges."""
+
+    position: int = 0
+    pending: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.position < 0:
+            raise ValueError("a checkpoint position must be >= 0")
+        for start, count in self.pending:
+            if start < 0 or count < 1 or start + count > self.position:
+                raise ValueError(f"pending range ({start}, {count}) is not below {self.position}")
+
+    @property
+    def done(self) -> int:
+        """How many positions are hashed."""
+        return self.position - sum(count for _, count in self.pending)
+
+
+@dataclass(frozen=True, slots=True)
+class Best:
+    """The best hash found so far: the earliest position with the most leading zeros."""
+
+    zeros: int
+    nonce: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class SearchTask:
-    """One job's search: hash prefix+nonce from `start_nonce` until `difficulty` is met."""
+    """One job's search: hash prefix + nonce in search order until `difficulty` is met.
+
+    `checkpoint`, `hashes` and `best` continue an earlier search of the same job;
+    `max_iterations` bounds the positions searched in all (the search covers
+    [0, max_iterations)).
+    """
 
     prefix: str
     difficulty: int
     priority: Priority = Priority.NORMAL
-    start_nonce: int = 0
     max_iterations: int | None = None
+    checkpoint: Checkpoint = Checkpoint()
+    hashes: int = 0
+    best: Best | None = None
 
     def __post_init__(self) -> None:
         validate_difficulty(self.difficulty)
-        if self.start_nonce < 0:
-            raise ValueError("start_nonce must be >= 0")
         if self.max_iterations is not None and self.max_iterations < 1:
             raise ValueError("max_iterations must be >= 1")
+        if self.hashes < 0:
+            raise ValueError("hashes must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,20 +94,21 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A job's search so far. `checkpoint`: every nonce below it has been hashed."""
+    """A job's search so far; resuming from `checkpoint` hashes nothing twice."""
 
     hashes: int
     hashrate: float
     best_zeros: int
     best_nonce: int | None
     best_hash: str | None
-    checkpoint: int
+    checkpoint: Checkpoint
 
 
 class OutcomeKind(StrEnum):
     FOUND = "found"
     EXHAUSTED = "exhausted"
-    CANCELLED = "cancelled"
+    CANCELLED = "cancelled"  # dropped at once: chunks still out are not counted
+    STOPPED = "stopped"  # stopped cleanly (pause): every chunk handed out came back
     FAILED = "failed"
 
 
@@ -91,12 +134,12 @@ class _Job:
     difficulty: int
     next_nonce: int
     end: int | None
-    started: float | None = None
-    paused: bool = False
-    hashes: int = 0
+    hashes: int
     best_zeros: int = -1
     best_nonce: int | None = None
     best_hash: str | None = None
+    started: float | None = None
+    stopping: bool = False
     last_served: int = -1
     in_flight: dict[int, int] = field(default_factory=dict)  # start -> count
     retry: list[tuple[int, int]] = field(default_factory=list)
@@ -104,13 +147,13 @@ class _Job:
     samples: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
 
     def runnable(self) -> bool:
-        if self.paused:
+        if self.stopping:
             return False
         return bool(self.retry) or self.end is None or self.next_nonce < self.end
 
-    def checkpoint(self) -> int:
-        starts = [*self.in_flight, *(s for s, _ in self.retry), self.next_nonce]
-        return min(starts)
+    def checkpoint(self) -> Checkpoint:
+        pending = sorted([*self.in_flight.items(), *self.retry])
+        return Checkpoint(self.next_nonce, tuple(pending))
 
     def hashrate(self) -> float:
         if len(self.samples) < 2:
@@ -141,20 +184,32 @@ class Scheduler:
     def __contains__(self, job_id: str) -> bool:
         return job_id in self._jobs
 
-    def add(self, job_id: str, task: SearchTask) -> None:
+    def add(self, job_id: str, task: SearchTask) -> list[Event]:
+        """Start a search; a best hash carried over that already meets the target ends it."""
         if job_id in self._jobs:
             raise ValueError(f"job {job_id} is already in the pool")
         self._seq += 1
-        end = None if task.max_iterations is None else task.start_nonce + task.max_iterations
-        self._jobs[job_id] = _Job(
+        checkpoint = task.checkpoint
+        job = self._jobs[job_id] = _Job(
             job_id,
             task,
             task.prefix.encode(),
             self._seq,
             task.difficulty,
-            task.start_nonce,
-            end,
+            checkpoint.position,
+            task.max_iterations,
+            task.hashes,
+            retry=list(checkpoint.pending),
         )
+        if task.best is not None:
+            job.best_zeros, job.best_nonce, job.best_hash = (
+                task.best.zeros,
+                task.best.nonce,
+                task.best.hash,
+            )
+            if job.best_zeros >= job.difficulty:
+                return [self._finish(job, OutcomeKind.FOUND)]
+        return self._exhausted_or_none(job)
 
     def next_chunk(self, size: int, now: float) -> Chunk | None:
         """The next chunk to hash (at most `size` nonces), or None if no job can use a worker."""
@@ -169,6 +224,9 @@ class Scheduler:
             job.samples.append((now, 0))
         if job.retry:
             start, count = job.retry.pop(0)
+            if count > size:  # a big pending range goes out in pieces of the usual size
+                job.retry.insert(0, (start + size, count - size))
+                count = size
         else:
             start = job.next_nonce
             count = size if job.end is None else min(size, job.end - start)
@@ -189,16 +247,15 @@ class Scheduler:
             job.best_nonce, job.best_hash = result.best_nonce, result.best_hash
         if job.best_zeros >= job.difficulty:
             return [self._finish(job, OutcomeKind.FOUND)]
-        if (
-            job.end is not None
-            and not job.retry
-            and not job.in_flight
-            and job.next_nonce >= job.end
-        ):
-            limit = job.end - job.task.start_nonce
-            error = f"no proof within {limit} hashes (max_iterations reached)"
-            return [self._finish(job, OutcomeKind.EXHAUSTED, error)]
-        return [(job.job_id, job.progress())]
+        if job.stopping and not job.in_flight:
+            return [self._finish(job, OutcomeKind.STOPPED)]
+        return self._exhausted_or_none(job) or [(job.job_id, job.progress())]
+
+    def _exhausted_or_none(self, job: _Job) -> list[Event]:
+        if job.end is None or job.retry or job.in_flight or job.next_nonce < job.end:
+            return []
+        error = f"no proof within {job.end} hashes (max_iterations reached)"
+        return [self._finish(job, OutcomeKind.EXHAUSTED, error)]
 
     def chunk_lost(self, chunk: Chunk) -> list[Event]:
         """The worker hashing `chunk` died: hand the chunk out again, or give up on the job."""
@@ -210,19 +267,25 @@ class Scheduler:
             error = f"worker processes died {job.losses} times while hashing this job"
             return [self._finish(job, OutcomeKind.FAILED, error)]
         job.retry.append((chunk.start, chunk.count))
+        if job.stopping and not job.in_flight:
+            return [self._finish(job, OutcomeKind.STOPPED)]
         return []
 
     def cancel(self, job_id: str) -> list[Event]:
         job = self._jobs.get(job_id)
         return [] if job is None else [self._finish(job, OutcomeKind.CANCELLED)]
 
+    def stop(self, job_id: str) -> list[Event]:
+        """Hand out no more chunks; end as STOPPED (or FOUND) once those out come back."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return []
+        job.stopping = True
+        return [] if job.in_flight else [self._finish(job, OutcomeKind.STOPPED)]
+
     def cancel_all(self, error: str) -> list[Event]:
         """End every job (the pool is going away) so nobody waits forever."""
         return [self._finish(job, OutcomeKind.FAILED, error) for job in list(self._jobs.values())]
-
-    def pause(self, job_id: str, paused: bool) -> None:
-        if job := self._jobs.get(job_id):
-            job.paused = paused
 
     def set_difficulty(self, job_id: str, difficulty: int) -> list[Event]:
         """Change the target; a best hash already good enough finishes the job now."""

@@ -14,7 +14,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 from server.config import Config, ConfigError
-from server.jobs import JobManager, open_manager
+from server.manager import JobManager, open_manager
 from server.tools import register
 
 log = logging.getLogger("pow-mcp")
@@ -105,11 +105,7 @@ async def serve(config: Config) -> None:
     """Run until the transport ends (stdin closed) or SIGTERM/SIGINT; then stop cleanly."""
     sock = listen(config.host, config.port) if config.transport == "http" else None
     async with open_manager(config) as manager:
-        storage = (
-            f"jobs file {config.jobs_file}"
-            if config.persist
-            else "persistence off (PERSIST_JOBS=false): jobs are kept in memory only"
-        )
+        storage = config.store.describe()
         log.info(
             "pow-mcp %s: %s; %d workers, kernel %s (%.1f M hashes/s); transport %s",
             _version(),

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 from pow.pool import default_workers
 from pow.scheme import MAX_DIFFICULTY
+from store import StoreConfigError, StoreSettings
 
 
 class ConfigError(ValueError):
@@ -21,10 +22,17 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+RECOVERY_POLICIES = ("fail", "resume")
+
+
 @dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("data/jobs")
     persist: bool = True
+    database_url: str | None = None
+    lease_seconds: float = 15.0
+    recovery: str = "fail"
+    max_recoveries: int = 3
     workers: int = default_workers()
     retention_seconds: float = 3600.0
     save_debounce_seconds: float = 1.0
@@ -39,6 +47,15 @@ class Config:
     @property
     def jobs_file(self) -> Path:
         return self.data_dir.resolve() / "jobs.json"
+
+    @property
+    def store(self) -> StoreSettings:
+        return StoreSettings(
+            self.data_dir,
+            persist=self.persist,
+            database_url=self.database_url,
+            lease_seconds=self.lease_seconds,
+        )
 
     def with_overrides(self, **changes: object) -> Config:
         """Apply CLI flags that were given (None means not given)."""
@@ -71,6 +88,12 @@ def _number(name: str, text: str, *, minimum: float, integer: bool = False) -> f
 
 
 def _check(config: Config) -> None:
+    try:
+        config.store.check()
+    except StoreConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    if config.recovery not in RECOVERY_POLICIES:
+        raise ConfigError(f"JOBS_RECOVERY={config.recovery!r} must be fail or resume")
     if config.workers < 1:
         raise ConfigError(f"POW_WORKERS must be at least 1, got {config.workers}")
     if config.block_time_seconds <= 0:
@@ -96,6 +119,16 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     config = Config(
         data_dir=Path(env.get("JOBS_DATA_DIR") or base.data_dir),
         persist=_bool("PERSIST_JOBS", env["PERSIST_JOBS"]) if "PERSIST_JOBS" in env else True,
+        database_url=env.get("JOBS_DATABASE_URL") or None,
+        lease_seconds=_number(
+            "JOBS_LEASE_SECONDS", env.get("JOBS_LEASE_SECONDS", "15"), minimum=0.3
+        ),
+        recovery=(env.get("JOBS_RECOVERY") or "fail").strip().lower(),
+        max_recoveries=int(
+            _number(
+                "JOBS_MAX_RECOVERIES", env.get("JOBS_MAX_RECOVERIES", "3"), minimum=0, integer=True
+            )
+        ),
         workers=int(_number("POW_WORKERS", env["POW_WORKERS"], minimum=1, integer=True))
         if env.get("POW_WORKERS")
         else base.workers,

@@ -13,14 +13,7 @@ from pydantic import BaseModel, Field
 
 from pow.difficulty import age_difficulty, expected_hashes, valid_from_block
 from pow.scheme import parse_nonce, verify
-from server.jobs import (
-    JobInputError,
-    JobManager,
-    JobSpec,
-    UnknownJob,
-    check_difficulty_choice,
-    message_prefix,
-)
+from server.manager import JobManager, UnknownJob
 from server.schemas import (
     Action,
     BlockStart,
@@ -39,7 +32,8 @@ from server.schemas import (
     VerifyAnswer,
     summary,
 )
-from store import StoreError
+from server.spec import JobInputError, JobSpec, check_difficulty_choice, message_prefix
+from store import JobQuery, StoreError
 from store.record import JobRecord, JobStatus
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -214,7 +208,8 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
                 player_id=player_id,
                 label=label,
             )
-            record, now_difficulty = await manager.start(spec)
+            (record,) = await manager.start([spec])
+            now_difficulty = manager.current_difficulty(record)
         except JobInputError as exc:
             raise ToolError(str(exc)) from None
         except StoreError as exc:
@@ -316,9 +311,8 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
     ) -> Annotated[CallToolResult, ListAnswer]:
         """List jobs newest first, with a short summary of each and the total count, to find
         a job_id or see what is running. Page with limit and offset."""
-        records, total = await manager.list_jobs(
-            JobStatus(status) if status else None, limit=limit, offset=offset
-        )
+        statuses = frozenset({JobStatus(status)}) if status else None
+        records, total = await manager.find(JobQuery(statuses=statuses, limit=limit, offset=offset))
         answer = ListAnswer(
             jobs=[summary(r) for r in records], total=total, limit=limit, offset=offset
         )
@@ -462,7 +456,7 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
         description="All jobs, newest first (first 1000), as JSON.",
     )
     async def jobs_resource() -> str:
-        records, total = await manager.list_jobs(None, limit=1000, offset=0)
+        records, total = await manager.find(JobQuery(limit=1000))
         jobs = [summary(r).model_dump(mode="json") for r in records]
         return json.dumps({"jobs": jobs, "total": total})
 

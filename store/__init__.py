@@ -1,7 +1,7 @@
-"""Job records and their persistence (JSON file, or memory only).
+"""Job records and where they live: memory, a JSON file, SQLite or PostgreSQL.
 
-    async with open_store(Path("data/jobs"), persist=True) as store:
-        await store.create(record)        # on disk when this returns
+    async with open_store(StoreSettings(Path("data/jobs"))) as store:
+        await store.create([record])      # durable when this returns
         ...
 
 `store` needs nothing from `pow` and never imports `server`.
@@ -9,27 +9,34 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
-from store.base import (
+from store.api import (
     DataDirError,
     JobExistsError,
     JobNotFoundError,
+    JobQuery,
     JobStore,
-    MemoryJobStore,
     StoreClosedError,
+    StoreConfigError,
     StoreError,
     StoreWriteError,
 )
 from store.jsonfile import JOBS_FILE, JsonFileJobStore
+from store.memory import MemoryJobStore
 from store.record import (
     ACTIVE,
     INTERRUPTED_ERROR,
     TERMINAL,
+    UNFINISHED,
+    FutureRecordError,
     JobRecord,
     JobResult,
     JobStatus,
@@ -38,15 +45,89 @@ from store.record import (
     WaitingInfo,
     utc_now,
 )
+from store.url import parse_database_url
+
+DEFAULT_LEASE_SECONDS = 15.0
+
+
+def new_instance_id() -> str:
+    """A fresh server-instance id: the pid (for people reading records) and random hex."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Which store: the JSON file in `data_dir` (default), memory, or a database URL."""
+
+    data_dir: Path
+    persist: bool = True
+    database_url: str | None = None
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    instance_id: str | None = None
+
+    def check(self) -> None:
+        """`StoreConfigError` for settings that cannot work together."""
+        if self.database_url is not None:
+            if not self.persist:
+                raise StoreConfigError(
+                    "PERSIST_JOBS=false and JOBS_DATABASE_URL are both set: unset one (memory "
+                    "only, or the database)"
+                )
+            parse_database_url(self.database_url, self.data_dir)
+        if not self.lease_seconds > 0:
+            raise StoreConfigError("JOBS_LEASE_SECONDS must be greater than 0")
+
+    def describe(self) -> str:
+        """Where jobs live, for the start-up line (never with a password)."""
+        if not self.persist:
+            return "persistence off (PERSIST_JOBS=false): jobs are kept in memory only"
+        if self.database_url is None:
+            return f"jobs file {self.data_dir.resolve() / JOBS_FILE}"
+        url = parse_database_url(self.database_url, self.data_dir)
+        where = url.path if url.path is not None else url.display
+        return f"{url.dialect} database {where}"
+
+
+async def connect(settings: StoreSettings) -> JobStore:
+    """The configured store, open; without its background work (see `open_store`)."""
+    settings.check()
+    instance_id = settings.instance_id or new_instance_id()
+    if not settings.persist:
+        return MemoryJobStore(instance_id)
+    if settings.database_url is None:
+        return await JsonFileJobStore.open(settings.data_dir, instance_id)
+    from store.sql.engine import SqlJobStore  # SQLAlchemy only when a database is used
+
+    url = parse_database_url(settings.database_url, settings.data_dir)
+    return await SqlJobStore.open(url, instance_id, settings.lease_seconds)
+
+
+@asynccontextmanager
+async def open_store(settings: StoreSettings) -> AsyncIterator[JobStore]:
+    """The store for a server's lifetime, with its background work; closed on exit."""
+    store = await connect(settings)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.run_background)
+            try:
+                yield store
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        await store.close()
+
 
 __all__ = [
     "ACTIVE",
     "INTERRUPTED_ERROR",
     "JOBS_FILE",
     "TERMINAL",
+    "UNFINISHED",
     "DataDirError",
+    "FutureRecordError",
     "JobExistsError",
     "JobNotFoundError",
+    "JobQuery",
     "JobRecord",
     "JobResult",
     "JobStatus",
@@ -56,44 +137,13 @@ __all__ = [
     "Progress",
     "ProofOfWork",
     "StoreClosedError",
+    "StoreConfigError",
     "StoreError",
+    "StoreSettings",
     "StoreWriteError",
     "WaitingInfo",
+    "connect",
+    "new_instance_id",
     "open_store",
     "utc_now",
 ]
-
-
-@asynccontextmanager
-async def open_store(
-    data_dir: Path,
-    *,
-    persist: bool,
-    debounce_seconds: float = 1.0,
-    instance_id: str | None = None,
-) -> AsyncIterator[JobStore]:
-    """The job store for the server's lifetime; flushed and closed on exit.
-
-    With `persist`, jobs live in `data_dir/jobs.json` (`DataDirError` at once if the
-    directory is unusable) and a background task writes debounced changes. Without it,
-    jobs live in memory and nothing is written anywhere.
-    """
-    if not persist:
-        memory = MemoryJobStore(instance_id)
-        try:
-            yield memory
-        finally:
-            await memory.close()
-        return
-    store = await JsonFileJobStore.open(
-        data_dir, debounce_seconds=debounce_seconds, instance_id=instance_id
-    )
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(store.run_writer)
-            try:
-                yield store
-            finally:
-                tg.cancel_scope.cancel()
-    finally:
-        await store.close()  # shielded inside: a cancelled server still flushes

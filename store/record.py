@@ -1,11 +1,12 @@
 """The job record: pydantic models, statuses and lenient timestamps.
 
-Records serialise to the SPEC's JSON shape with ISO 8601 UTC timestamps
+Records serialise to the documented JSON shape with ISO 8601 UTC timestamps
 (`2026-11-23T10:30:00.123456Z`). Loading is lenient so that files written by older
 versions or other servers (structs-mcp) load as history: timestamps may be ISO
-strings or unix seconds/milliseconds, unknown statuses are mapped (see
+strings or unix seconds/milliseconds, other servers' status words are mapped (see
 `LEGACY_STATUSES`) and unknown fields are kept (`extra="allow"`) so they survive
-a load-save cycle.
+a load-save cycle. A status word nobody knows (a newer version's) raises
+`FutureRecordError`: such a record is kept as it is, never rewritten.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class JobStatus(StrEnum):
     QUEUED = "queued"
     WAITING = "waiting"
     RUNNING = "running"
+    PAUSED = "paused"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -34,12 +36,26 @@ class JobStatus(StrEnum):
 TERMINAL: frozenset[JobStatus] = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
 )
+# Statuses in which a server instance (the job's owner) is responsible for the job.
 ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.WAITING, JobStatus.RUNNING})
+UNFINISHED: frozenset[JobStatus] = ACTIVE | {JobStatus.PAUSED}
+
+PRIORITIES = ("low", "normal", "high", "critical")  # the index is the priority's rank
+
+
+def priority_rank(name: object) -> int:
+    """0 (low) .. 3 (critical); anything unknown ranks as normal."""
+    return PRIORITIES.index(name) if name in PRIORITIES else 1
+
+
+class FutureRecordError(ValueError):
+    """A record whose status this version does not know: keep it verbatim."""
+
 
 # Status words other servers write, mapped to ours. Active-looking words map to an active
 # status, so on load they become "interrupted" like our own unfinished jobs (nothing of theirs
-# can still be running). A word not listed here loads as `failed` with an error naming it.
-# Either way the original word is kept in the record's extra field `legacy_status`.
+# can still be running). The original word is kept in the record's extra field
+# `legacy_status`. A word not listed here raises FutureRecordError.
 LEGACY_STATUSES: dict[str, JobStatus] = {
     **{w: JobStatus.QUEUED for w in ("pending", "created", "new", "submitted", "scheduled")},
     **{w: JobStatus.WAITING for w in ("waiting_for_difficulty", "delayed", "deferred")},
@@ -81,6 +97,14 @@ class Progress(BaseModel):
     hashrate: float = 0.0
     best_zeros: int = 0
     eta_seconds: float | None = None
+    best_nonce: str | None = None  # the best hash so far, kept across pauses and restarts
+    best_hash: str | None = None
+    note: str | None = None  # why the job is not moving, when something is wrong
+
+    @field_validator("best_nonce", mode="before")
+    @classmethod
+    def _nonce_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("hashrate", mode="before")
     @classmethod
@@ -123,6 +147,39 @@ class WaitingInfo(BaseModel):
     blocks_remaining: int | None = None
 
 
+class Checkpoint(BaseModel):
+    """Where a job's search stands, in its own search order (`layout`).
+
+    Every position below `position` has been hashed except the `in_flight` chunks
+    (start, count), which were handed out but not finished: a resumed search hashes those,
+    then continues from `position`, and never hashes a position twice.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    layout: int = 1
+    position: int = 0
+    in_flight: list[tuple[int, int]] = Field(default_factory=list)
+
+
+class Attempt(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    started_at: Timestamp
+    ended_at: Timestamp | None = None
+    outcome: str | None = None  # the status the attempt ended in, or "retried"
+    error: str | None = None
+    hashes: int = 0
+
+
+class Recovery(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    at: Timestamp
+    from_status: str
+    hashes: int = 0
+
+
 class JobRecord(BaseModel):
     """One job as the store keeps it and `query_proof_of_work_status` returns it."""
 
@@ -140,13 +197,39 @@ class JobRecord(BaseModel):
     result: JobResult | None = None
     waiting_info: WaitingInfo | None = None
     valid_from_block: int | None = None
-    owner: str | None = None  # id of the server instance that created the job
-    checkpoint: int | None = None  # every nonce below this has been tried
+    owner: str | None = None  # the server instance that runs (or last ran) the job
+    principal: str | None = None  # who asked for it (HTTP token name); None: everyone's
+    batch_id: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    blocked_by: list[str] = Field(default_factory=list)  # unfinished jobs it depends on
+    run_after: Timestamp | None = None  # a retry waits until then
+    keep_until: Timestamp | None = None  # cleanup leaves the job alone until then
+    checkpoint: Checkpoint | None = None
+    run_seconds: float = 0.0  # time spent running, over every attempt (timeout_seconds)
+    attempts: list[Attempt] = Field(default_factory=list)
+    recoveries: list[Recovery] = Field(default_factory=list)
     kernel: str | None = None
 
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def priority(self) -> int:
+        return priority_rank(self.job_data.get("priority"))
+
+    @property
+    def finished_at(self) -> datetime:
+        """When a terminal record stopped changing, for retention."""
+        return self.completed_at or self.updated_at or self.created_at
+
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _legacy_checkpoint(cls, value: object) -> object:
+        # Before layouts, the checkpoint was a bare nonce below which everything was hashed.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"layout": 1, "position": value}
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -174,13 +257,10 @@ def _normalise_status(data: dict[str, Any]) -> None:
         return  # a missing status leaves the record invalid: it is not a job record at all
     word = str(raw).strip().lower()
     status = JobStatus(word) if word in _STATUS_VALUES else LEGACY_STATUSES.get(word)
-    data["legacy_status"] = raw
     if status is None:
-        data["status"] = JobStatus.FAILED
-        if not data.get("error"):
-            data["error"] = f"Unknown status {raw!r} in the jobs file"
-    else:
-        data["status"] = status
+        raise FutureRecordError(f"status {raw!r} is unknown to this version of pow-mcp")
+    data["legacy_status"] = raw
+    data["status"] = status
 
 
 def _stash_if_not_object(data: dict[str, Any], name: str) -> None:
@@ -220,6 +300,13 @@ def copy_record(record: JobRecord) -> JobRecord:
         result = fields["result"] = _copy_model(record.result)
         if record.result.proof_of_work is not None:
             result.__dict__["proof_of_work"] = _copy_model(record.result.proof_of_work)
+    if record.checkpoint is not None:
+        checkpoint = fields["checkpoint"] = _copy_model(record.checkpoint)
+        checkpoint.__dict__["in_flight"] = list(record.checkpoint.in_flight)
+    fields["tags"] = list(record.tags)
+    fields["blocked_by"] = list(record.blocked_by)
+    fields["attempts"] = [_copy_model(a) for a in record.attempts]
+    fields["recoveries"] = [_copy_model(r) for r in record.recoveries]
     return clone
 
 

@@ -7,13 +7,13 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters
-from mcp_types import CallToolResult
+from mcp_types import CONNECTION_CLOSED, CallToolResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,24 @@ def server_params(data_dir: Path, *args: str, **env: str) -> StdioServerParamete
 async def connect(data_dir: Path, *args: str, **env: str) -> AsyncIterator[Client]:
     async with Client(server_params(data_dir, *args, **env), read_timeout_seconds=120) as client:
         yield client
+
+
+@contextlib.contextmanager
+def server_goes_away() -> Iterator[None]:
+    """Around a client whose server the test kills: only the client's "connection closed"
+    is expected; any other error (a failed assertion too) goes through."""
+    try:
+        yield
+    except* MCPError as group:
+        unexpected = group.subgroup(_not_closed)
+        if unexpected is not None:
+            raise unexpected from None
+
+
+def _not_closed(error: BaseException) -> bool:
+    if isinstance(error, BaseExceptionGroup):
+        return False  # look at the leaves
+    return not (isinstance(error, MCPError) and error.code == CONNECTION_CLOSED)
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:

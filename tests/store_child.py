@@ -1,13 +1,13 @@
-"""A process that uses a file job store, for tests that run several or SIGKILL them.
+"""A process that uses a job store, for tests that run several or SIGKILL them.
 
-Usage: python tests/store_child.py MODE DATA_DIR [N]
+Usage: python tests/store_child.py MODE DATA_DIR URL [N]   (URL "-": the JSON file)
 
 Prints `READY <instance id>` once its store is open, and `DURABLE <job id> <status>`
-right after each durable call (create, terminal update) returns. Modes:
+right after each durable call (create, finish) returns. Modes:
 
-- crash: create and finish jobs in a loop forever (three at a time; about one in
-  five stays running) with a short debounce, until killed.
-- hold: create N running jobs, flush, print `HOLDING`, wait for stdin to close, close.
+- crash: create, run and finish jobs in a loop forever (three at a time; about one in
+  five stays running), until killed.
+- hold: create N running jobs, print `HOLDING`, wait for stdin to close, close.
 - burst: wait for a `GO` line on stdin, create and complete N jobs (ten at a time),
   print `DONE`, close the store.
 """
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
 
 import anyio
 
-from store import JobRecord, JobStatus, JobStore, Progress, open_store, utc_now
+from store import JobRecord, JobStatus, JobStore, Progress, StoreSettings, open_store, utc_now
 
 
 def report(job_id: str, status: JobStatus) -> None:
@@ -30,35 +31,30 @@ def report(job_id: str, status: JobStatus) -> None:
     sys.stdout.flush()
 
 
-async def new_job(store: JobStore, status: JobStatus = JobStatus.QUEUED) -> JobRecord:
+async def new_job(store: JobStore) -> JobRecord:
     now = utc_now()
     record = JobRecord(
         job_id=f"pow_{int(now.timestamp() * 1000)}_{secrets.token_hex(6)}",
-        status=status,
+        status=JobStatus.QUEUED,
         created_at=now,
         updated_at=now,
         job_data={"prefix": "store-child-", "difficulty": 3},
+        owner=store.instance_id,
     )
-    await store.create(record)
-    report(record.job_id, status)
+    await store.create([record])
+    report(record.job_id, record.status)
     return record
 
 
-async def finish(store: JobStore, record: JobRecord, status: JobStatus, hashes: int) -> None:
+async def run(store: JobStore, record: JobRecord, status: JobStatus, hashes: int) -> None:
     running = record.model_copy(update={"status": JobStatus.RUNNING, "started_at": utc_now()})
-    await store.update(running)  # not durable: rides along with a later write
+    assert await store.claim(running)
     for step in range(1, 4):
-        await store.update(
-            running.model_copy(update={"progress": Progress(hashes=hashes * step // 3)})
-        )
+        progress = Progress(hashes=hashes * step // 3)
+        await store.save_progress([running.model_copy(update={"progress": progress})])
     if status is JobStatus.RUNNING:
         return
-    now = utc_now()
-    await store.update(
-        running.model_copy(
-            update={"status": status, "completed_at": now, "updated_at": now, "error": None}
-        )
-    )
+    assert await store.finish(running.model_copy(update={"status": status}))
     report(record.job_id, status)
 
 
@@ -67,12 +63,15 @@ async def crash_loop(store: JobStore, worker: int) -> None:
     finals += [JobStatus.RUNNING] * 2
     for n in itertools.count():
         record = await new_job(store)
-        await finish(store, record, finals[(n * 3 + worker) % len(finals)], 1000 + n)
+        await run(store, record, finals[(n * 3 + worker) % len(finals)], 1000 + n)
 
 
-async def main(mode: str, data_dir: Path, count: int) -> None:
-    debounce = 0.02 if mode == "crash" else 0.2
-    async with open_store(data_dir, persist=True, debounce_seconds=debounce) as store:
+async def main(mode: str, data_dir: Path, url: str, count: int) -> None:
+    lease = float(os.environ.get("JOBS_LEASE_SECONDS", "15"))
+    settings = StoreSettings(
+        data_dir, database_url=None if url == "-" else url, lease_seconds=lease
+    )
+    async with open_store(settings) as store:
         print("READY", store.instance_id, flush=True)
         if mode == "crash":
             async with anyio.create_task_group() as tg:
@@ -80,8 +79,7 @@ async def main(mode: str, data_dir: Path, count: int) -> None:
                     tg.start_soon(crash_loop, store, worker)
         elif mode == "hold":
             for _ in range(count):
-                await finish(store, await new_job(store), JobStatus.RUNNING, 10)
-            await store.flush()
+                await run(store, await new_job(store), JobStatus.RUNNING, 10)
             print("HOLDING", flush=True)
             await anyio.to_thread.run_sync(sys.stdin.read)  # until the test closes stdin
         elif mode == "burst":
@@ -91,7 +89,7 @@ async def main(mode: str, data_dir: Path, count: int) -> None:
 
             async def one() -> None:
                 async with limiter:
-                    await finish(store, await new_job(store), JobStatus.COMPLETED, 10)
+                    await run(store, await new_job(store), JobStatus.COMPLETED, 10)
 
             async with anyio.create_task_group() as tg:
                 for _ in range(count):
@@ -103,4 +101,5 @@ async def main(mode: str, data_dir: Path, count: int) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    anyio.run(main, sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+    args = sys.argv[1:]
+    anyio.run(main, args[0], Path(args[1]), args[2], int(args[3]) if len(args) > 3 else 0)

@@ -16,9 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from store import JobRecord, JobStatus, JobStore, utc_now
+from store import JobRecord, JobStatus, StoreSettings, utc_now
 
 CHILD = Path(__file__).with_name("store_child.py")
 ROOT = CHILD.parent.parent
@@ -71,22 +69,19 @@ def holding_write_lock(data_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-async def wait_for_writes(store: JobStore, count: int) -> None:
-    """Wait (at most 10 s) until the store has written the file `count` times."""
-    with anyio.fail_after(10):
-        while store.writes < count:  # noqa: ASYNC110  # a counter, no event: poll it
-            await anyio.sleep(0.005)
-
-
 def aside(data_dir: Path, pattern: str = "jobs.json.corrupt-*") -> list[Path]:
     """Files the store set aside."""
     return sorted(data_dir.glob(pattern))
 
 
-def spawn(mode: str, data_dir: Path, *args: str, stderr: Path) -> subprocess.Popen[bytes]:
+def spawn(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> subprocess.Popen[bytes]:
+    """A store_child.py process on the store `settings` name."""
+    url = settings.database_url or "-"
+    env = {**os.environ, "JOBS_LEASE_SECONDS": str(settings.lease_seconds)}
     with open(stderr, "ab") as err:
         return subprocess.Popen(
-            [sys.executable, str(CHILD), mode, str(data_dir), *args],
+            [sys.executable, str(CHILD), mode, str(settings.data_dir), url, *args],
+            env=env,
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -17,8 +17,8 @@ import anyio
 import pytest
 
 from pow.kernel import available_kernels
-from pow.pool import AsyncWorkerPool
-from pow.scheduler import OutcomeKind, Progress, SearchTask
+from pow.pool import LocalPool
+from pow.scheduler import Checkpoint, OutcomeKind, Progress, SearchTask
 from pow.scheme import verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def wait_for_exit(pids: list[int], timeout: float) -> list[int]:
 
 @pytest.mark.parametrize("kernel", list(available_kernels()))
 async def test_proofs_at_difficulty_1_to_5_verify(kernel: str) -> None:
-    async with AsyncWorkerPool.open(workers=2, kernel=kernel) as p:
+    async with LocalPool.open(workers=2, kernel=kernel) as p:
         assert p.kernel_name == kernel
         for difficulty in range(1, 6):
             outcome = await p.run(f"d{difficulty}", SearchTask(f"pool-{kernel}-", difficulty))
@@ -54,7 +54,7 @@ async def test_proofs_at_difficulty_1_to_5_verify(kernel: str) -> None:
 
 
 async def test_max_iterations_is_respected_to_the_hash_with_progress() -> None:
-    async with AsyncWorkerPool.open(workers=2) as pool:
+    async with LocalPool.open(workers=2) as pool:
         limit = max(1_000_001, int(pool.hashrate))  # about a second of work, and an odd size
         seen: list[Progress] = []
         outcome = await pool.run(
@@ -63,14 +63,14 @@ async def test_max_iterations_is_respected_to_the_hash_with_progress() -> None:
         assert outcome.kind is OutcomeKind.EXHAUSTED
         assert outcome.error == f"no proof within {limit} hashes (max_iterations reached)"
         assert outcome.progress.hashes == limit
-        assert outcome.progress.checkpoint == limit
+        assert outcome.progress.checkpoint == Checkpoint(limit)
         assert len(seen) >= 2
         assert all(a.hashes < b.hashes for a, b in itertools.pairwise(seen))
         assert all(p.hashrate >= 0 for p in seen) and seen[-1].hashrate > 0
 
 
 async def test_cancel_ends_the_job_and_frees_the_workers() -> None:
-    async with AsyncWorkerPool.open(workers=2) as pool:
+    async with LocalPool.open(workers=2) as pool:
         started = anyio.Event()
         handle = pool.submit("endless", SearchTask("cancel-", 64), lambda _p: started.set())
         with anyio.fail_after(30):
@@ -83,7 +83,7 @@ async def test_cancel_ends_the_job_and_frees_the_workers() -> None:
 
 
 async def test_small_job_finishes_while_hard_jobs_keep_every_worker_busy() -> None:
-    async with AsyncWorkerPool.open(workers=2) as pool:
+    async with LocalPool.open(workers=2) as pool:
         reported = {f"hard{i}": anyio.Event() for i in range(2)}
 
         def on_progress(job_id: str) -> None:
@@ -109,7 +109,7 @@ async def test_small_job_finishes_while_hard_jobs_keep_every_worker_busy() -> No
 
 
 async def test_a_sigkilled_worker_is_replaced_and_its_chunk_redone() -> None:
-    async with AsyncWorkerPool.open(workers=2) as pool:
+    async with LocalPool.open(workers=2) as pool:
         limit = max(3_000_000, int(pool.hashrate * 1.5))
         started = anyio.Event()
         handle = pool.submit(
@@ -122,15 +122,42 @@ async def test_a_sigkilled_worker_is_replaced_and_its_chunk_redone() -> None:
             outcome = await handle.wait()
         # Every nonce was hashed exactly once although a worker died holding a chunk.
         assert outcome.kind is OutcomeKind.EXHAUSTED
-        assert (outcome.progress.hashes, outcome.progress.checkpoint) == (limit, limit)
+        assert (outcome.progress.hashes, outcome.progress.checkpoint) == (limit, Checkpoint(limit))
         assert pool.pool.workers_replaced == 1
         assert victim not in pool.pool.worker_pids()
         found = await pool.run("after", SearchTask("after-kill-", 4))
         assert found.kind is OutcomeKind.FOUND
 
 
+async def test_a_stopped_search_resumes_without_overlap_or_gap() -> None:
+    async with LocalPool.open(workers=2) as pool:
+        limit = max(4_000_000, int(pool.hashrate * 2))
+        task = SearchTask("pause-", 64, max_iterations=limit)
+        started = anyio.Event()
+        handle = pool.submit("paused", task, lambda _: started.set())
+        with anyio.fail_after(60):
+            await started.wait()
+            pool.stop("paused")
+            stopped = await handle.wait()
+        assert stopped.kind is OutcomeKind.STOPPED
+        first = stopped.progress
+        # Every chunk handed out came back: nothing pending, and hashes == positions done.
+        assert first.checkpoint.pending == () and first.hashes == first.checkpoint.position
+        assert 0 < first.hashes < limit
+        resumed = SearchTask(
+            "pause-", 64, max_iterations=limit, checkpoint=first.checkpoint, hashes=first.hashes
+        )
+        with anyio.fail_after(60):
+            outcome = await pool.run("paused", resumed)
+        # The two parts together hashed each position of [0, limit) once.
+        assert outcome.kind is OutcomeKind.EXHAUSTED
+        assert outcome.progress.hashes == limit
+        assert outcome.progress.checkpoint == Checkpoint(limit)
+        assert outcome.progress.best_zeros >= first.best_zeros
+
+
 async def test_no_child_processes_are_left_after_shutdown() -> None:
-    async with AsyncWorkerPool.open(workers=2) as p:
+    async with LocalPool.open(workers=2) as p:
         pids = p.pool.worker_pids()
         await p.run("one", SearchTask("shutdown-", 3))
     assert multiprocessing.active_children() == []

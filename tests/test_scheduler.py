@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from pow.kernel import ChunkResult, HashlibKernel
-from pow.scheduler import Chunk, Outcome, OutcomeKind, Priority, Progress, Scheduler, SearchTask
+from pow.scheduler import (
+    Best,
+    Checkpoint,
+    Chunk,
+    Outcome,
+    OutcomeKind,
+    Priority,
+    Progress,
+    Scheduler,
+    SearchTask,
+)
 
 kernel = HashlibKernel()
 
@@ -37,10 +47,10 @@ def test_higher_priority_first_then_round_robin() -> None:
 
 def test_max_iterations_bounds_hashes_exactly() -> None:
     s = Scheduler()
-    s.add("j", SearchTask("abc-", 64, start_nonce=5, max_iterations=25))
-    chunks = [s.next_chunk(10, 0.0) for _ in range(4)]
-    assert [(c.start, c.count) for c in chunks if c] == [(5, 10), (15, 10), (25, 5)]
-    assert chunks[3] is None
+    s.add("j", SearchTask("abc-", 64, max_iterations=25, checkpoint=Checkpoint(5), hashes=5))
+    chunks = [s.next_chunk(10, 0.0) for _ in range(3)]
+    assert [(c.start, c.count) for c in chunks if c] == [(5, 10), (15, 10)]
+    assert chunks[2] is None
     events = [e for c in chunks if c for e in s.chunk_done(c, miss(c), 1.0)]
     outcome = events[-1][1]
     assert isinstance(outcome, Outcome) and outcome.kind is OutcomeKind.EXHAUSTED
@@ -49,16 +59,54 @@ def test_max_iterations_bounds_hashes_exactly() -> None:
     assert "j" not in s
 
 
-def test_checkpoint_waits_for_the_oldest_chunk() -> None:
+def test_the_checkpoint_lists_the_chunks_still_out() -> None:
     s = Scheduler()
     s.add("j", SearchTask("abc-", 64))
     a, b, c = (s.next_chunk(10, 0.0) for _ in range(3))
     assert a and b and c
     (_, p) = s.chunk_done(c, miss(c), 1.0)[0]
-    assert isinstance(p, Progress) and p.checkpoint == 0 and p.hashes == 10
+    assert isinstance(p, Progress) and p.hashes == 10
+    assert p.checkpoint == Checkpoint(30, ((0, 10), (10, 10)))
     s.chunk_done(a, miss(a), 1.0)
     (_, p) = s.chunk_done(b, miss(b), 1.0)[0]
-    assert isinstance(p, Progress) and p.checkpoint == 30
+    assert isinstance(p, Progress) and p.checkpoint == Checkpoint(30)
+
+
+def test_a_resumed_search_hashes_the_pending_ranges_then_goes_on() -> None:
+    s = Scheduler()
+    checkpoint = Checkpoint(50, ((10, 25), (40, 5)))
+    s.add("j", SearchTask("abc-", 64, checkpoint=checkpoint, hashes=20, max_iterations=70))
+    chunks = []
+    while (chunk := s.next_chunk(10, 0.0)) is not None:
+        chunks.append((chunk.start, chunk.count))
+        s.chunk_done(chunk, miss(chunk), 1.0)
+    assert chunks == [(10, 10), (20, 10), (30, 5), (40, 5), (50, 10), (60, 10)]
+    assert "j" not in s  # exhausted: 20 before + 50 now = all 70 positions once
+
+
+def test_stop_waits_for_the_chunks_out_and_keeps_the_best() -> None:
+    s = Scheduler()
+    best = Best(2, 7, "00ab" + "f" * 60)
+    s.add("j", SearchTask("abc-", 64, best=best, hashes=100, checkpoint=Checkpoint(100)))
+    a, b = s.next_chunk(10, 0.0), s.next_chunk(10, 0.0)
+    assert a and b
+    assert s.stop("j") == []  # two chunks are still out
+    assert s.next_chunk(10, 0.0) is None
+    assert [type(e) for _, e in s.chunk_done(a, miss(a), 1.0)] == [Progress]
+    (_, outcome) = s.chunk_done(b, miss(b), 1.0)[0]
+    assert isinstance(outcome, Outcome) and outcome.kind is OutcomeKind.STOPPED
+    p = outcome.progress
+    assert (p.hashes, p.checkpoint, p.best_nonce, p.best_zeros) == (120, Checkpoint(120), 7, 2)
+
+
+def test_a_carried_best_that_meets_the_target_finishes_at_once() -> None:
+    s = Scheduler()
+    events = s.add("j", SearchTask("abc-", 2, best=Best(3, 99, "000" + "f" * 61)))
+    (_, outcome) = events[0]
+    assert isinstance(outcome, Outcome) and (outcome.kind, outcome.nonce) == (
+        OutcomeKind.FOUND,
+        99,
+    )
 
 
 def test_lost_chunk_is_handed_out_again_then_the_job_fails() -> None:
@@ -96,15 +144,6 @@ def test_lowering_difficulty_finishes_with_a_best_hash_already_good_enough() -> 
     assert s.set_difficulty("j", 9) == []
     (_, outcome) = s.set_difficulty("j", 4)[0]
     assert isinstance(outcome, Outcome) and (outcome.nonce, outcome.zeros) == (25104, 4)
-
-
-def test_paused_jobs_get_no_chunks() -> None:
-    s = Scheduler()
-    s.add("j", SearchTask("abc-", 64))
-    s.pause("j", True)
-    assert s.next_chunk(10, 0.0) is None
-    s.pause("j", False)
-    assert s.next_chunk(10, 0.0) is not None
 
 
 def test_task_validation() -> None:

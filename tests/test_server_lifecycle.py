@@ -16,7 +16,15 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from server.config import ConfigError, load_config
-from tests.mcp_helpers import ROOT, call, connect, jobs_file, server_env, server_pids
+from tests.mcp_helpers import (
+    ROOT,
+    call,
+    connect,
+    jobs_file,
+    server_env,
+    server_goes_away,
+    server_pids,
+)
 from tests.test_pool import wait_for_exit
 
 
@@ -44,7 +52,7 @@ def run_server(data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
 
 
 async def test_sigterm_records_running_jobs_and_leaves_no_processes(tmp_path: Path) -> None:
-    with contextlib.suppress(Exception):  # the client sees its server go away
+    with server_goes_away():
         async with connect(tmp_path, POW_WORKERS="2") as client:
             job = await call(client, "start_proof_of_work", prefix="term-", difficulty=64)
             (pid,) = server_pids(tmp_path)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from pathlib import Path
 
-from tests.mcp_helpers import call, call_error, connect, jobs_file, kill_server, text_of
+from tests.mcp_helpers import (
+    call,
+    call_error,
+    connect,
+    jobs_file,
+    kill_server,
+    server_goes_away,
+    text_of,
+)
 
 TOOLS = {
     "start_proof_of_work",
@@ -102,7 +109,7 @@ async def test_a_completed_job_survives_a_restart(tmp_path: Path) -> None:
 async def test_a_job_running_when_the_server_is_sigkilled_comes_back_failed(
     tmp_path: Path,
 ) -> None:
-    with contextlib.suppress(Exception):  # the client sees its server die
+    with server_goes_away():
         async with connect(tmp_path) as client:
             job = await call(client, "start_proof_of_work", prefix="doomed-", difficulty=64)
             kill_server(tmp_path)

@@ -10,9 +10,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from store.codec import Contents, UnreadableFile, encode_line, load_record, parse, render
+from store.jsonfile.codec import (
+    Contents,
+    Entry,
+    UnreadableFile,
+    encode_line,
+    load_record,
+    parse,
+    render,
+)
 from store.record import (
     TERMINAL,
+    Checkpoint,
+    FutureRecordError,
     JobRecord,
     JobResult,
     JobStatus,
@@ -24,11 +34,28 @@ from store.record import (
 from tests.store_helpers import make_record
 
 
+def records_of(contents: Contents) -> dict[str, JobRecord]:
+    found = {}
+    for job_id in contents.entries:
+        record = contents.record(job_id)
+        assert record is not None
+        found[job_id] = record
+    return found
+
+
+def cache_of(records: dict[str, JobRecord]) -> Contents:
+    return Contents(
+        {k: encode_line(k, v) for k, v in records.items()},
+        {k: Entry.of(v) for k, v in records.items()},
+    )
+
+
 def test_statuses_and_terminal_set() -> None:
     assert [s.value for s in JobStatus] == [
         "queued",
         "waiting",
         "running",
+        "paused",
         "completed",
         "failed",
         "cancelled",
@@ -79,8 +106,13 @@ def test_a_full_record_serialises_to_the_spec_shape() -> None:
         "owner",
         "checkpoint",
         "kernel",
+        "attempts",
+        "recoveries",
+        "tags",
+        "batch_id",
+        "blocked_by",
     }
-    assert set(data["progress"]) == {"hashes", "hashrate", "best_zeros", "eta_seconds"}
+    assert set(data["progress"]) >= {"hashes", "hashrate", "best_zeros", "eta_seconds"}
     assert JobRecord.model_validate_json(record.model_dump_json()) == record
 
 
@@ -151,11 +183,25 @@ def test_foreign_status_words_are_mapped_and_kept(word: str, status: JobStatus) 
     assert record.model_extra == {"legacy_status": word}
 
 
-def test_an_unknown_status_loads_as_failed_with_a_reason() -> None:
-    record = load_record("j", {"status": "exploded", "started_at": 1704067200})
-    assert record.status is JobStatus.FAILED
-    assert record.error is not None and "exploded" in record.error
-    assert record.model_extra == {"legacy_status": "exploded"}
+def test_a_status_nobody_knows_is_a_newer_versions_record() -> None:
+    with pytest.raises(FutureRecordError, match="archived"):
+        load_record("j", {"status": "archived", "started_at": 1704067200})
+
+
+def test_a_newer_versions_record_is_kept_byte_for_byte() -> None:
+    good = make_record()
+    future = '"pow_2_future":{"job_id":"pow_2_future","status":"archived","x":[1,{"y":2}]}'
+    data = render([encode_line(good.job_id, good), future])
+    contents = parse(data).contents
+    assert list(contents.entries) == [good.job_id]  # not a job this version can show
+    assert contents.render() == data  # ...but kept exactly as it was
+    with pytest.raises(FutureRecordError):
+        contents.record("pow_2_future")
+
+
+def test_a_bare_nonce_checkpoint_loads_as_a_position() -> None:
+    record = load_record("j", {"status": "failed", "created_at": 1, "checkpoint": 4096})
+    assert record.checkpoint == Checkpoint(layout=1, position=4096, in_flight=[])
 
 
 def test_creation_time_falls_back_to_the_job_id() -> None:
@@ -235,7 +281,7 @@ def test_copies_are_independent() -> None:
 def test_non_finite_rates_do_not_break_the_file() -> None:
     record = make_record(progress=Progress(hashrate=float("inf"), eta_seconds=float("nan")))
     contents = parse(render([encode_line(record.job_id, record)])).contents
-    loaded = contents.records[record.job_id]
+    loaded = records_of(contents)[record.job_id]
     assert loaded.progress.hashrate == 0.0 and loaded.progress.eta_seconds is None
 
 
@@ -265,13 +311,13 @@ def test_some_bad_values_are_reported_with_the_good_kept() -> None:
     good = make_record()
     data = json.dumps({good.job_id: json.loads(good.model_dump_json()), "bad": 5}).encode()
     parsed = parse(data)
-    assert list(parsed.contents.records) == [good.job_id]
+    assert list(parsed.contents.entries) == [good.job_id]
     assert set(parsed.bad) == {"bad"}
 
 
 def test_an_empty_object_is_an_empty_store() -> None:
-    assert parse(b"{}").contents.records == {}
-    assert parse(b"{\n}\n").contents.records == {}
+    assert parse(b"{}").contents.lines == {}
+    assert parse(b"{\n}\n").contents.lines == {}
 
 
 records_strategy = st.lists(
@@ -298,7 +344,7 @@ def test_reading_with_a_cache_equals_reading_from_scratch(
     lines = {r.job_id: encode_line(r.job_id, r) for r in records}
     file_bytes = render(lines.values())
     fresh = parse(file_bytes).contents
-    assert fresh.records == {r.job_id: r for r in records}
+    assert records_of(fresh) == {r.job_id: r for r in records}
     assert fresh.lines == lines
     # A cache holding some of these records, some stale versions and some others.
     some = st.lists(st.sampled_from(records), unique_by=lambda r: r.job_id) if records else None
@@ -306,15 +352,15 @@ def test_reading_with_a_cache_equals_reading_from_scratch(
     stale = {r.job_id: r.model_copy(update={"error": "stale"}) for r in cached[::2]}
     known_records = {r.job_id: stale.get(r.job_id, r) for r in cached}
     known_records["gone"] = make_record(job_id="gone")
-    known = Contents(known_records, {k: encode_line(k, v) for k, v in known_records.items()})
-    again = parse(file_bytes, known).contents
-    assert again.records == fresh.records
-    assert list(again.records) == list(fresh.records)
+    again = parse(file_bytes, cache_of(known_records)).contents
+    assert records_of(again) == records_of(fresh)
+    assert list(again.entries) == list(fresh.entries)
+    assert again.entries == fresh.entries
     assert again.lines == fresh.lines
 
 
 def test_a_foreign_layout_is_read_whole_even_with_a_cache() -> None:
     record = make_record()
-    known = Contents({record.job_id: record}, {record.job_id: encode_line(record.job_id, record)})
+    known = cache_of({record.job_id: record})
     pretty = json.dumps({record.job_id: json.loads(record.model_dump_json())}, indent=2) + "\n"
-    assert parse(pretty.encode(), known).contents.records == {record.job_id: record}
+    assert records_of(parse(pretty.encode(), known).contents) == {record.job_id: record}

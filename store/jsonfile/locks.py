@@ -15,7 +15,6 @@ import fcntl
 import logging
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,11 +22,6 @@ log = logging.getLogger(__name__)
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC
-
-
-def new_instance_id() -> str:
-    """A fresh id: the pid (for people reading the file) and 8 random hex digits."""
-    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def is_valid_instance_id(instance_id: str) -> bool:

@@ -1,9 +1,9 @@
-"""A pool of hashing worker processes shared by many jobs.
+"""A pool of hashing worker processes on this machine, shared by many jobs.
 
 `WorkerPool` is thread-safe and callable from plain code: one scheduler thread owns the
 worker pipes, hands out chunks of about `chunk_seconds` of work and reports each job's
-progress and outcome to a single event sink. `AsyncWorkerPool` wraps it for anyio code
-so awaiting a job never blocks the event loop.
+progress and outcome to a single event sink. `LocalPool` wraps it as a `HashingPool` for
+anyio code, so awaiting a job never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ from typing import Any
 import anyio
 
 from pow.kernel import ChunkResult, get_kernel
+from pow.pool.base import HashingPool, JobHandle, ProgressCallback
 from pow.scheduler import (
     Chunk,
     Event,
     Outcome,
-    OutcomeKind,
-    Priority,
     Progress,
     Scheduler,
     SearchTask,
@@ -157,16 +156,13 @@ class WorkerPool:
 
     def submit(self, job_id: str, task: SearchTask) -> None:
         """Queue a search; progress and the outcome reach the sink under `job_id`."""
-        self._call(lambda: self._scheduler.add(job_id, task))
+        self._call(lambda: self._emit(self._scheduler.add(job_id, task)))
 
     def cancel(self, job_id: str) -> None:
         self._call(lambda: self._emit(self._scheduler.cancel(job_id)))
 
-    def pause(self, job_id: str) -> None:
-        self._call(lambda: self._scheduler.pause(job_id, True))
-
-    def resume(self, job_id: str) -> None:
-        self._call(lambda: self._scheduler.pause(job_id, False))
+    def stop(self, job_id: str) -> None:
+        self._call(lambda: self._emit(self._scheduler.stop(job_id)))
 
     def set_difficulty(self, job_id: str, difficulty: int) -> None:
         self._call(lambda: self._emit(self._scheduler.set_difficulty(job_id, difficulty)))
@@ -320,44 +316,21 @@ def _main_module_hidden() -> Iterator[None]:
             main.__dict__.pop("__spec__", None)
 
 
-class JobHandle:
-    """A job submitted to an `AsyncWorkerPool`: its latest progress and its outcome."""
-
-    def __init__(self, job_id: str, on_progress: Callable[[Progress], None] | None) -> None:
-        self.job_id = job_id
-        self.progress: Progress | None = None
-        self.outcome: Outcome | None = None
-        self._on_progress = on_progress
-        self._done = anyio.Event()
-
-    async def wait(self) -> Outcome:
-        await self._done.wait()
-        assert self.outcome is not None
-        return self.outcome
-
-    def _deliver(self, event: Progress | Outcome) -> None:
-        if isinstance(event, Outcome):
-            self.outcome, self.progress = event, event.progress
-            self._done.set()
-        else:
-            self.progress = event
-            if self._on_progress is not None:
-                self._on_progress(event)
-
-
-class AsyncWorkerPool:
+class LocalPool(HashingPool):
     """anyio face of `WorkerPool`: events are delivered on the event loop, never blocking it."""
 
     def __init__(self, workers: int | None = None, kernel: str | None = None) -> None:
         self._events: queue.SimpleQueue[tuple[str, Progress | Outcome] | None] = queue.SimpleQueue()
         self.pool = WorkerPool(lambda job_id, e: self._events.put((job_id, e)), workers, kernel)
+        self.size = self.pool.size
+        self.kernel_name = self.pool.kernel_name
         self._handles: dict[str, JobHandle] = {}
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls, workers: int | None = None, kernel: str | None = None
-    ) -> AsyncIterator[AsyncWorkerPool]:
+    ) -> AsyncIterator[LocalPool]:
         self = cls(workers, kernel)
         await anyio.to_thread.run_sync(self.pool.start)
         try:
@@ -373,24 +346,12 @@ class AsyncWorkerPool:
             self._events.put(None)  # whatever happened, the pump's thread must not block exit
 
     @property
-    def size(self) -> int:
-        return self.pool.size
-
-    @property
-    def kernel_name(self) -> str:
-        return self.pool.kernel_name
-
-    @property
     def hashrate(self) -> float:
         return self.pool.hashrate
 
     def submit(
-        self,
-        job_id: str,
-        task: SearchTask,
-        on_progress: Callable[[Progress], None] | None = None,
+        self, job_id: str, task: SearchTask, on_progress: ProgressCallback | None = None
     ) -> JobHandle:
-        """Start hashing `task`; `on_progress` runs on the event loop as chunks come back."""
         handle = JobHandle(job_id, on_progress)
         self._handles[job_id] = handle
         self.pool.submit(job_id, task)
@@ -399,28 +360,11 @@ class AsyncWorkerPool:
     def cancel(self, job_id: str) -> None:
         self.pool.cancel(job_id)
 
-    def pause(self, job_id: str) -> None:
-        self.pool.pause(job_id)
-
-    def resume(self, job_id: str) -> None:
-        self.pool.resume(job_id)
+    def stop(self, job_id: str) -> None:
+        self.pool.stop(job_id)
 
     def set_difficulty(self, job_id: str, difficulty: int) -> None:
         self.pool.set_difficulty(job_id, difficulty)
-
-    async def run(
-        self,
-        job_id: str,
-        task: SearchTask,
-        on_progress: Callable[[Progress], None] | None = None,
-    ) -> Outcome:
-        """Submit and wait; cancelling the caller cancels the job."""
-        handle = self.submit(job_id, task, on_progress)
-        try:
-            return await handle.wait()
-        finally:
-            if handle.outcome is None:
-                self.cancel(job_id)
 
     async def aclose(self) -> None:
         """Stop the workers now (also done on leaving `open`)."""
@@ -450,17 +394,4 @@ class AsyncWorkerPool:
                     continue
                 if isinstance(event, Outcome):
                     del self._handles[job_id]
-                handle._deliver(event)
-
-
-__all__ = [
-    "AsyncWorkerPool",
-    "JobHandle",
-    "Outcome",
-    "OutcomeKind",
-    "Priority",
-    "Progress",
-    "SearchTask",
-    "WorkerPool",
-    "default_workers",
-]
+                handle.deliver(event)

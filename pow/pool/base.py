@@ -1,0 +1,89 @@
+"""The hashing-pool interface the job manager talks to, and a job's handle on it.
+
+A pool runs `SearchTask`s for jobs and reports each job's progress and outcome on the
+event loop. Implementations: `pow.pool.local.LocalPool` (worker processes on this
+machine) and `pow.pool.inline.InlinePool` (in the event loop, hashlib: for unit tests).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import anyio
+
+from pow.scheduler import Outcome, Progress, SearchTask
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class JobHandle:
+    """A job submitted to a pool: its latest progress and, once it ends, its outcome."""
+
+    def __init__(self, job_id: str, on_progress: ProgressCallback | None) -> None:
+        self.job_id = job_id
+        self.progress: Progress | None = None
+        self.outcome: Outcome | None = None
+        self._on_progress = on_progress
+        self._done = anyio.Event()
+
+    async def wait(self) -> Outcome:
+        await self._done.wait()
+        assert self.outcome is not None
+        return self.outcome
+
+    def deliver(self, event: Progress | Outcome) -> None:
+        """Called by the pool, on the event loop."""
+        if isinstance(event, Outcome):
+            self.outcome, self.progress = event, event.progress
+            self._done.set()
+        else:
+            self.progress = event
+            if self._on_progress is not None:
+                self._on_progress(event)
+
+
+class HashingPool(ABC):
+    """Where searches run. Every method is called from the event loop."""
+
+    size: int  # workers
+    kernel_name: str
+
+    @property
+    @abstractmethod
+    def hashrate(self) -> float:
+        """Measured hashes per second of the whole pool."""
+
+    @abstractmethod
+    def submit(
+        self, job_id: str, task: SearchTask, on_progress: ProgressCallback | None = None
+    ) -> JobHandle:
+        """Start a search; its progress reaches `on_progress`, its end the handle."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Drop the search at once (outcome CANCELLED; chunks still out do not count)."""
+
+    @abstractmethod
+    def stop(self, job_id: str) -> None:
+        """Stop handing out chunks; the outcome is STOPPED (or FOUND) once those out are
+        back, with a checkpoint from which a new task goes on without a gap or overlap."""
+
+    @abstractmethod
+    def set_difficulty(self, job_id: str, difficulty: int) -> None:
+        """Change the target; a best hash already good enough ends the search as FOUND."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop every worker; searches still running end as FAILED."""
+
+    async def run(
+        self, job_id: str, task: SearchTask, on_progress: ProgressCallback | None = None
+    ) -> Outcome:
+        """Submit and wait; cancelling the caller cancels the search."""
+        handle = self.submit(job_id, task, on_progress)
+        try:
+            return await handle.wait()
+        finally:
+            if handle.outcome is None:
+                self.cancel(job_id)

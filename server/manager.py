@@ -1,0 +1,515 @@
+"""The job manager: what the tools call. Creates jobs, answers for any job, applies policy.
+
+It ties the store, the hashing pool, the block clock, the dispatcher (which runs this
+instance's jobs) and the recovery policy together. A job's creation and every status move
+are store transitions, durable before the call that reports them returns; progress reaches
+the store through the debounced `ProgressWriter`, and this instance shows its own running
+jobs live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import anyio
+from anyio.abc import TaskGroup
+
+from pow.difficulty import age_difficulty, expected_hashes
+from pow.pool import HashingPool, LocalPool
+from server.blocks import Anchor, BlockClock
+from server.config import Config
+from server.dispatcher import Dispatcher
+from server.runner import LiveJob, Runner, StopReason, waiting_info
+from server.spec import JobInputError, JobSpec, new_id
+from store import (
+    ACTIVE,
+    INTERRUPTED_ERROR,
+    TERMINAL,
+    JobNotFoundError,
+    JobQuery,
+    JobRecord,
+    JobStatus,
+    JobStore,
+    StoreError,
+    open_store,
+    utc_now,
+)
+from store.record import Recovery
+from store.writer import ProgressWriter
+
+log = logging.getLogger(__name__)
+
+PROGRESS_REPORT_SECONDS = 0.5
+RECOVERY_SECONDS = 1.0  # orphans are looked for at least this often
+ProgressReporter = Callable[[JobRecord], Awaitable[None]]
+
+
+class UnknownJob(LookupError):
+    pass
+
+
+def capacity_for(workers: int) -> int:
+    """How many jobs hash at once: enough to share the workers, few enough to finish."""
+    return max(4, 2 * workers)
+
+
+class JobManager:
+    def __init__(
+        self,
+        config: Config,
+        store: JobStore,
+        pool: HashingPool,
+        clock: BlockClock,
+        task_group: TaskGroup,
+    ) -> None:
+        self.config, self.store, self.pool, self.clock = config, store, pool, clock
+        self.writer = ProgressWriter(store, config.save_debounce_seconds, self._lost)
+        self.runner = Runner(config, store, pool, clock, self.writer)
+        self.dispatcher = Dispatcher(
+            store,
+            self.runner,
+            task_group,
+            capacity=capacity_for(pool.size),
+            block_time=config.block_time_seconds,
+        )
+        self._tg = task_group
+        self._changed = anyio.Event()  # this instance changed some job's status
+        self._closing = False
+
+    async def run_background(self) -> None:
+        """The dispatcher, the progress writer and recovery; run it in a task group."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.dispatcher.run, name="dispatcher")
+            tg.start_soon(self.dispatcher.watch_peers, name="watch peers")
+            tg.start_soon(self.writer.run, name="progress writer")
+            tg.start_soon(self._recover_forever, name="recovery")
+
+    # -- intake ------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        tags: Sequence[str] = (),
+        batch_id: str | None = None,
+        principal: str | None = None,
+        keep_until: datetime | None = None,
+    ) -> list[JobRecord]:
+        """Record the jobs durably (all or none) and queue them; returns their records."""
+        if self._closing:
+            raise JobInputError("the server is shutting down; start the job again after restart")
+        deps = await self._dependencies(specs)
+        now = utc_now()
+        records = []
+        for spec in specs:
+            anchor = await self._anchor_for(spec)
+            record = JobRecord(
+                job_id=new_id("pow"),
+                status=JobStatus.QUEUED,
+                created_at=now,
+                updated_at=now,
+                job_data=spec.job_data(),
+                owner=self.store.instance_id,
+                principal=principal,
+                batch_id=batch_id,
+                tags=sorted(set(spec.tags) | set(tags)),
+                blocked_by=[d for d in spec.depends_on if deps[d] is not JobStatus.COMPLETED],
+                keep_until=keep_until,
+                kernel=self.pool.kernel_name,
+            )
+            if spec.age_based:
+                record = self._initial_wait(record, spec, anchor)
+            records.append(record)
+        await self.store.create(records)
+        for record, spec in zip(records, specs, strict=True):
+            log.info("job %s created: prefix %r, %s", record.job_id, spec.prefix, _describe(spec))
+            if record.status is JobStatus.WAITING:
+                self.dispatcher.start_now(record)
+        self.dispatcher.wake(blocked=any(r.blocked_by for r in records))
+        return records
+
+    async def _dependencies(self, specs: Sequence[JobSpec]) -> dict[str, JobStatus]:
+        wanted = sorted({d for spec in specs for d in spec.depends_on})
+        found = await self.store.get_many(wanted) if wanted else {}
+        missing = [d for d in wanted if d not in found]
+        if missing:
+            raise JobInputError(
+                f"depends_on names jobs that do not exist: {', '.join(missing)}; use job_ids "
+                "that start_proof_of_work returned (list_jobs shows them)"
+            )
+        return {job_id: record.status for job_id, record in found.items()}
+
+    async def _anchor_for(self, spec: JobSpec) -> Anchor | None:
+        if not spec.age_based:
+            return None
+        if spec.current_block_height is not None:
+            return Anchor(spec.current_block_height, self.config.block_time_seconds)
+        if self.clock.anchor is None and self.clock.url is not None:
+            await self.clock.refresh()
+        if self.clock.anchor is None:
+            source = (
+                f"BLOCK_HEIGHT_URL ({self.clock.url}) gave no height: {self.clock.last_error}"
+                if self.clock.url
+                else "BLOCK_HEIGHT_URL is not set"
+            )
+            raise JobInputError(
+                f"difficulty_range needs the current block height: pass current_block_height "
+                f"({source})"
+            )
+        return None
+
+    def _initial_wait(self, record: JobRecord, spec: JobSpec, anchor: Anchor | None) -> JobRecord:
+        """An age-based job whose difficulty is still too high starts out waiting."""
+        assert spec.block_start is not None and spec.difficulty_range is not None
+        source = self.clock.anchor or anchor
+        assert source is not None
+        height = source.now()
+        difficulty = age_difficulty(height - spec.block_start, spec.difficulty_range)
+        start = self.config.target_difficulty_start
+        if difficulty <= start:
+            return record
+        info = waiting_info(spec, height, difficulty, start)
+        return record.model_copy(update={"status": JobStatus.WAITING, "waiting_info": info})
+
+    def current_difficulty(self, record: JobRecord) -> int:
+        """The difficulty a job must meet now (age-based: at the current height)."""
+        data = record.job_data
+        if isinstance(data.get("difficulty"), int):
+            return int(data["difficulty"])
+        live = self.dispatcher.live.get(record.job_id)
+        if live is not None and live.difficulty:
+            return live.difficulty
+        if record.waiting_info is not None and record.waiting_info.current_difficulty:
+            return record.waiting_info.current_difficulty
+        try:
+            spec = JobSpec.from_job_data(data)
+        except JobInputError:
+            return 0
+        anchor = self.clock.anchor
+        if anchor is None and spec.current_block_height is not None:
+            anchor = Anchor(spec.current_block_height, self.config.block_time_seconds)
+        if anchor is None or spec.block_start is None or spec.difficulty_range is None:
+            return 0
+        return age_difficulty(anchor.now() - spec.block_start, spec.difficulty_range)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobRecord:
+        """The job's record: live if this instance runs it, else as stored."""
+        live = self.dispatcher.live.get(job_id)
+        if live is not None and not live.done.is_set():
+            return live.record
+        record = await self.store.get(job_id)
+        if record is None:
+            raise UnknownJob(job_id)
+        return record
+
+    async def find(self, query: JobQuery) -> tuple[list[JobRecord], int]:
+        records, total = await self.store.find(query)
+        return [self._live_or(record) for record in records], total
+
+    def _live_or(self, record: JobRecord) -> JobRecord:
+        live = self.dispatcher.live.get(record.job_id)
+        if live is None or live.done.is_set() or live.record.status is not record.status:
+            return record
+        return live.record
+
+    async def cleanup(self, max_age_seconds: float) -> list[str]:
+        return await self.store.delete_finished(max_age_seconds)
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> tuple[JobRecord, bool]:
+        """Stop a job wherever it runs; returns its record and whether this call cancelled it."""
+        record, changed = await self._store_move(self.store.cancel, job_id)
+        live = self.dispatcher.live.get(job_id)
+        if changed and live is not None:
+            live.request_stop(StopReason.CANCEL)
+            await live.done.wait()
+        self._signal()
+        return record, changed
+
+    async def pause(self, job_id: str) -> tuple[JobRecord, bool]:
+        """queued, waiting or running -> paused, keeping the checkpoint; (record, changed)."""
+        record, changed = await self._store_move(self.store.pause, job_id)
+        live = self.dispatcher.live.get(job_id)
+        if changed and live is not None:
+            live.request_stop(StopReason.PAUSE)
+            await live.done.wait()  # the workers are released and the checkpoint saved
+            record = await self.get(job_id)
+        self._signal()
+        return record, changed
+
+    async def resume(self, job_id: str) -> tuple[JobRecord, bool]:
+        """paused -> queued, run by this instance from its checkpoint; (record, changed)."""
+        record, changed = await self._store_move(
+            lambda i: self.store.resume(i, self.store.instance_id), job_id
+        )
+        if changed:
+            self.dispatcher.wake()
+            self._signal()
+        return record, changed
+
+    async def _store_move(
+        self, move: Callable[[str], Awaitable[tuple[JobRecord, bool]]], job_id: str
+    ) -> tuple[JobRecord, bool]:
+        try:
+            return await move(job_id)
+        except JobNotFoundError:
+            raise UnknownJob(job_id) from None
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    async def wait(
+        self, job_id: str, seconds: float, report: ProgressReporter | None = None
+    ) -> tuple[JobRecord, bool]:
+        """Wait until the job ends or `seconds` pass; returns (record, timed_out)."""
+        record = await self.get(job_id)
+        last_report = 0.0
+        with anyio.move_on_after(seconds):
+            while not record.is_terminal:
+                now = time.monotonic()
+                if report is not None and now - last_report >= PROGRESS_REPORT_SECONDS:
+                    last_report = now
+                    await report(record)
+                await self._next_change([job_id])
+                record = await self.get(job_id)
+            return record, False
+        return await self.get(job_id), True
+
+    async def wait_many(
+        self,
+        job_ids: Sequence[str],
+        *,
+        any_done: bool,
+        seconds: float,
+        report: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> tuple[list[JobRecord], bool]:
+        """Wait until all (or any) of the jobs ended, or `seconds` pass; (records, timed_out)."""
+        records = [await self.get(job_id) for job_id in job_ids]
+        reported = -1
+
+        def finished() -> int:
+            return sum(1 for r in records if r.is_terminal)
+
+        with anyio.move_on_after(seconds):
+            while True:
+                done = finished()
+                if report is not None and done != reported:
+                    reported = done
+                    await report(done, len(records))
+                if done == len(records) or (any_done and done):
+                    return records, False
+                await self._next_change(job_ids)
+                records = [await self.get(job_id) for job_id in job_ids]
+        return [await self.get(job_id) for job_id in job_ids], True
+
+    async def _next_change(self, job_ids: Sequence[str]) -> None:
+        """Return when one of these jobs may have changed (here or in another process)."""
+        waits: list[Callable[[], Awaitable[object]]] = [
+            self.store.wait_for_change,
+            self._changed.wait,
+        ]
+        for job_id in job_ids:
+            live = self.dispatcher.live.get(job_id)
+            if live is not None:
+                waits += [live.changed.wait, live.done.wait]
+        async with anyio.create_task_group() as tg:
+            for wait in waits:
+                tg.start_soon(_then_cancel, wait, tg.cancel_scope)
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _lost(self, job_ids: set[str]) -> None:
+        """Progress saves found jobs that are no longer ours: stop them here."""
+        self._tg.start_soon(self.dispatcher.check_live, sorted(job_ids))
+
+    # -- interrupted jobs --------------------------------------------------------------------
+
+    async def _recover_forever(self) -> None:
+        while not self._closing:
+            try:
+                await self.recover_orphans()
+            except StoreError as exc:
+                log.warning("looking for interrupted jobs failed, will retry: %s", exc)
+            with anyio.move_on_after(RECOVERY_SECONDS):
+                await self.store.wait_for_change()
+
+    async def recover_orphans(self) -> int:
+        """Apply JOBS_RECOVERY to jobs whose instance is gone; returns how many were taken."""
+        taken = 0
+        for record in await self.store.orphans():
+            if self._closing:
+                break
+            if await self.store.adopt(self._recovered(record), from_owner=record.owner):
+                taken += 1
+        if taken:
+            self.dispatcher.wake(blocked=True)
+            self._signal()
+        return taken
+
+    def _recovered(self, record: JobRecord) -> JobRecord:
+        """The policy: what an interrupted job becomes."""
+        owner = record.owner or "(none)"
+        if self.config.recovery == "fail":
+            log.warning(
+                "job %s: was %s when its server instance %s stopped; marked failed",
+                record.job_id,
+                record.status.value,
+                owner,
+            )
+            return record.model_copy(
+                update={"status": JobStatus.FAILED, "error": INTERRUPTED_ERROR}
+            )
+        if record.owner is not None and len(record.recoveries) >= self.config.max_recoveries:
+            error = (
+                f"{INTERRUPTED_ERROR}; it was already resumed {len(record.recoveries)} times "
+                f"(JOBS_MAX_RECOVERIES={self.config.max_recoveries}), so it is not resumed again"
+            )
+            log.warning("job %s: %s", record.job_id, error)
+            return record.model_copy(update={"status": JobStatus.FAILED, "error": error})
+        recoveries = list(record.recoveries)
+        if record.owner is not None:  # a crash, not a release by a stopping server
+            recoveries.append(
+                Recovery(
+                    at=utc_now(), from_status=record.status.value, hashes=record.progress.hashes
+                )
+            )
+        attempts = list(record.attempts)
+        if attempts and attempts[-1].ended_at is None:
+            attempts[-1] = attempts[-1].model_copy(
+                update={"ended_at": record.updated_at, "outcome": "interrupted"}
+            )
+        log.info(
+            "job %s: resumed here from its checkpoint (%d hashes) after instance %s stopped",
+            record.job_id,
+            record.progress.hashes,
+            owner,
+        )
+        return record.model_copy(
+            update={
+                "status": JobStatus.QUEUED,
+                "owner": self.store.instance_id,
+                "recoveries": recoveries,
+                "attempts": attempts,
+                "waiting_info": None,
+            }
+        )
+
+    # -- estimates ---------------------------------------------------------------------------
+
+    def estimate(self, record: JobRecord, difficulty: int) -> tuple[int, float | None]:
+        """Expected hashes and seconds until a proof: for a waiting job, the blocks still to
+        pass plus the hashing at the difficulty where it will start."""
+        rate = self.pool.hashrate
+        if record.status is JobStatus.WAITING and record.waiting_info is not None:
+            expected = expected_hashes(min(difficulty, self.config.target_difficulty_start))
+            blocks = record.waiting_info.blocks_remaining or 0
+            wait = blocks * self.config.block_time_seconds
+            return expected, (wait + expected / rate) if rate > 0 else None
+        expected = expected_hashes(difficulty)
+        return expected, (expected / rate) if rate > 0 else None
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Stop intake and every job here, save their state, apply JOBS_RECOVERY. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        self.runner.closing = True
+        await self.dispatcher.stop_all(StopReason.SHUTDOWN)
+        with contextlib.suppress(StoreError):
+            await self.writer.flush()
+        try:
+            mine = await self.store.owned(self.store.instance_id, ACTIVE)
+        except StoreError as exc:
+            log.error("could not record the jobs interrupted by this stop: %s", exc)
+            return
+        for record in mine:
+            try:
+                await self._stop_owned(record)
+            except StoreError as exc:
+                log.error("job %s: could not record its interruption: %s", record.job_id, exc)
+
+    async def _stop_owned(self, record: JobRecord) -> None:
+        if self.config.recovery == "resume":
+            if await self.store.release(record):
+                log.info(
+                    "job %s left %s, to resume at the next start",
+                    record.job_id,
+                    JobStatus.QUEUED.value,
+                )
+            return
+        failed = record.model_copy(update={"status": JobStatus.FAILED, "error": INTERRUPTED_ERROR})
+        if await self.store.finish(failed):
+            log.info("job %s: interrupted by the shutdown; marked failed", record.job_id)
+
+
+async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: anyio.CancelScope) -> None:
+    await wait()
+    scope.cancel()
+
+
+def _describe(spec: JobSpec) -> str:
+    if spec.age_based:
+        return f"age-based, range {spec.difficulty_range:g} from block {spec.block_start}"
+    return (
+        f"difficulty {spec.difficulty}, {expected_hashes(spec.difficulty or 0):,} hashes expected"
+    )
+
+
+@asynccontextmanager
+async def open_manager(config: Config) -> AsyncIterator[JobManager]:
+    """Store, pool, block clock, dispatcher and periodic cleanup, while the server runs."""
+    async with (
+        open_store(config.store) as store,
+        LocalPool.open(config.workers, config.kernel) as pool,
+        anyio.create_task_group() as tg,
+    ):
+        clock = BlockClock(config.block_height_url, config.block_time_seconds)
+        manager = JobManager(config, store, pool, clock, tg)
+        await manager.recover_orphans()  # before any client sees the jobs
+        tg.start_soon(clock.run, name="block clock")
+        tg.start_soon(manager.run_background, name="jobs")
+        tg.start_soon(
+            _cleanup_forever,
+            manager,
+            config.retention_seconds,
+            min(60.0, max(1.0, config.retention_seconds / 10)),
+            name="cleanup",
+        )
+        try:
+            yield manager
+        finally:
+            with anyio.CancelScope(shield=True):
+                await manager.shutdown()
+            tg.cancel_scope.cancel()
+
+
+async def _cleanup_forever(manager: JobManager, retention: float, interval: float) -> None:
+    """The retention period, applied every `interval` seconds; a failed pass is retried."""
+    while True:
+        try:
+            for job_id in await manager.cleanup(retention):
+                log.info("job %s: removed by the periodic cleanup", job_id)
+        except StoreError as exc:
+            log.warning("periodic cleanup of old jobs failed, will retry: %s", exc)
+        await anyio.sleep(interval)
+
+
+__all__ = [
+    "TERMINAL",
+    "JobManager",
+    "LiveJob",
+    "UnknownJob",
+    "capacity_for",
+    "open_manager",
+]

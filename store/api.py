@@ -1,0 +1,398 @@
+"""The job store interface: named atomic operations, queries, liveness; and its errors.
+
+Backends (memory, JSON file, SQLite, PostgreSQL) implement four primitives, each atomic:
+`_insert` (all or nothing), `_change` and `_change_many` (conditional, see
+`store.transitions`) and `_delete_finished`, plus the queries. The named operations
+below are built from them once, so every backend enforces the same rules.
+
+Every operation is durable when it returns, or raises `StoreWriteError` and left no trace.
+Debouncing of progress is not the store's business: see `store.writer`.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+from store.record import (
+    ACTIVE,
+    TERMINAL,
+    UNFINISHED,
+    JobRecord,
+    JobStatus,
+    copy_record,
+    utc_now,
+)
+from store.transitions import (
+    ANY,
+    CANCELLABLE,
+    CLAIMABLE,
+    PAUSABLE,
+    REQUEUEABLE,
+    RESUMABLE,
+    Change,
+    Condition,
+    Owner,
+)
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """Base of every error the store raises."""
+
+
+class DataDirError(StoreError):
+    """The data directory cannot be created, read or written."""
+
+
+class StoreConfigError(StoreError):
+    """The store's settings (JOBS_DATABASE_URL and friends) cannot work; says how to fix them."""
+
+
+class StoreWriteError(StoreError):
+    """A write failed: the operation did not happen, and nothing of it is stored."""
+
+
+class JobExistsError(StoreError):
+    pass
+
+
+class JobNotFoundError(StoreError):
+    pass
+
+
+class StoreClosedError(StoreError):
+    pass
+
+
+SortField = Literal["created_at", "updated_at", "priority"]
+SORT_FIELDS: tuple[SortField, ...] = ("created_at", "updated_at", "priority")
+MAX_PAGE = 1000
+
+
+class JobFacts(Protocol):
+    """What filters and orders look at: a `JobRecord`, or a backend's lighter stand-in."""
+
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def status(self) -> JobStatus: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime: ...
+    @property
+    def keep_until(self) -> datetime | None: ...
+    @property
+    def principal(self) -> str | None: ...
+    @property
+    def batch_id(self) -> str | None: ...
+    @property
+    def tags(self) -> Iterable[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """A filtered, sorted page of jobs (`list_jobs`)."""
+
+    statuses: frozenset[JobStatus] | None = None
+    tags: frozenset[str] = frozenset()  # jobs carrying all of them
+    batch_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    visible_to: str | None = None  # a principal: its own jobs and those of nobody
+    sort_by: SortField = "created_at"
+    descending: bool = True
+    limit: int = 50
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.limit <= MAX_PAGE:
+            raise ValueError(f"limit must be 0..{MAX_PAGE}, not {self.limit}")
+        if self.offset < 0:
+            raise ValueError(f"offset must be >= 0, not {self.offset}")
+        if self.sort_by not in SORT_FIELDS:
+            raise ValueError(f"sort_by must be one of {', '.join(SORT_FIELDS)}")
+
+    def matches(self, record: JobFacts) -> bool:
+        """The filter, for backends that filter in Python (the SQL one builds a WHERE)."""
+        if self.statuses is not None and record.status not in self.statuses:
+            return False
+        if self.batch_id is not None and record.batch_id != self.batch_id:
+            return False
+        if self.tags and not self.tags.issubset(set(record.tags)):
+            return False
+        if self.created_after is not None and record.created_at <= self.created_after:
+            return False
+        if self.created_before is not None and record.created_at >= self.created_before:
+            return False
+        return visible(record.principal, self.visible_to)
+
+    def sort_key(self, record: JobFacts) -> tuple[object, ...]:
+        """Sort key; ties broken by creation time, then id, in the same direction."""
+        first: object = {
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "priority": record.priority,
+        }[self.sort_by]
+        return (first, record.created_at, record.job_id)
+
+
+def visible(owner_principal: str | None, viewer: str | None) -> bool:
+    """Whether a job of `owner_principal` is visible to `viewer` (None sees everything)."""
+    return viewer is None or owner_principal is None or owner_principal == viewer
+
+
+def retention_cutoff(max_age_seconds: float, now: datetime) -> datetime | None:
+    """`now - max_age_seconds`, or None when that lies before any representable time."""
+    if max_age_seconds < 0:
+        raise ValueError(f"max_age_seconds must be >= 0, not {max_age_seconds}")
+    try:
+        return now - timedelta(seconds=max_age_seconds)
+    except OverflowError:
+        return None
+
+
+def page(records: Iterable[JobRecord], query: JobQuery) -> tuple[list[JobRecord], int]:
+    """Filter, sort and slice in Python; the page holds copies."""
+    matching = [r for r in records if query.matches(r)]
+    matching.sort(key=query.sort_key, reverse=query.descending)
+    chosen = matching[query.offset : query.offset + query.limit]
+    return [copy_record(r) for r in chosen], len(matching)
+
+
+def runnable_order(record: JobFacts) -> tuple[int, datetime, str]:
+    """The order the dispatcher takes queued jobs in: priority, then oldest first."""
+    return (-record.priority, record.created_at, record.job_id)
+
+
+def is_expired(record: JobFacts, cutoff: datetime, now: datetime) -> bool:
+    """Terminal, ended by `cutoff`, and past any `keep_until` (an MCP task's ttl)."""
+    return (
+        record.status in TERMINAL
+        and record.finished_at <= cutoff
+        and (record.keep_until is None or record.keep_until <= now)
+    )
+
+
+def is_runnable(record: JobRecord, owner: str, now: datetime) -> bool:
+    return (
+        record.status is JobStatus.QUEUED
+        and record.owner == owner
+        and not record.blocked_by
+        and (record.run_after is None or record.run_after <= now)
+    )
+
+
+class JobStore(ABC):
+    """Where jobs live. Every method is safe to call concurrently."""
+
+    kind: str  # "memory", "json", "sqlite", "postgresql"
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id  # stored as `owner` of the jobs this instance runs
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the jobs are, for people (never with a password)."""
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def run_background(self) -> None:  # noqa: B027  # most backends have some
+        """Background work for as long as the store is open (leases, watching); run in a task
+        group and cancel it before `close`. The default has none."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections and locks; idempotent."""
+
+    @abstractmethod
+    async def wait_for_change(self) -> None:
+        """Return when another process may have changed jobs (a cheap signal, not a diff)."""
+
+    # -- named operations --------------------------------------------------------------------
+
+    async def create(self, records: Sequence[JobRecord]) -> None:
+        """Add new jobs, all or none; `JobExistsError` if any id exists."""
+        ids = [r.job_id for r in records]
+        if len(set(ids)) != len(ids):
+            raise JobExistsError("the same job id twice in one create")
+        if records:
+            await self._insert([copy_record(r) for r in records])
+
+    async def save_progress(self, records: Sequence[JobRecord]) -> set[str]:
+        """The owner's latest bodies (progress, checkpoint, ...), status left as stored.
+
+        Returns the ids that were not saved because the job is no longer this owner's or
+        has ended: its owner must stop running it.
+        """
+        items = [
+            (r.job_id, Condition(UNFINISHED, r.owner), Change(record=r))
+            for r in records
+            if r.owner is not None
+        ]
+        applied = await self._change_many(items, utc_now())
+        lost = {job_id for (job_id, _, _), ok in zip(items, applied, strict=True) if not ok}
+        return lost | {r.job_id for r in records if r.owner is None}
+
+    async def claim(self, record: JobRecord) -> bool:
+        """The owner moves its job to `record.status` (waiting or running), with its body."""
+        if record.status not in (JobStatus.WAITING, JobStatus.RUNNING):
+            raise ValueError(f"claim moves to waiting or running, not {record.status}")
+        return await self._owner_move(record, CLAIMABLE)
+
+    async def finish(self, record: JobRecord) -> bool:
+        """The owner ends its job in `record.status` (terminal). False if it already ended."""
+        if record.status not in TERMINAL:
+            raise ValueError(f"finish moves to a terminal status, not {record.status}")
+        return await self._owner_move(record, UNFINISHED)
+
+    async def requeue(self, record: JobRecord) -> bool:
+        """The owner puts its waiting or running job back in the queue (a retry, a re-plan)."""
+        return await self._owner_move(record, REQUEUEABLE, status=JobStatus.QUEUED)
+
+    async def release(self, record: JobRecord) -> bool:
+        """The owner stops and leaves its job queued for whichever instance runs next."""
+        return await self._owner_move(record, ACTIVE, status=JobStatus.QUEUED, owner=None)
+
+    async def adopt(self, record: JobRecord, from_owner: str | None) -> bool:
+        """Take over a job of a gone (or no) owner: `record` is its new state (queued with a
+        new owner, or failed), written only if the job is still that owner's and active."""
+        when = Condition(ACTIVE, from_owner)
+        change = Change(record=record, status=record.status, owner=record.owner)
+        applied, _ = await self._change(record.job_id, when, change, utc_now())
+        return applied
+
+    async def cancel(self, job_id: str) -> tuple[JobRecord, bool]:
+        """Any unfinished job -> cancelled. Returns the record and whether this call did it."""
+        return await self._move(job_id, Condition(CANCELLABLE), Change(status=JobStatus.CANCELLED))
+
+    async def pause(self, job_id: str) -> tuple[JobRecord, bool]:
+        """A queued, waiting or running job -> paused (its owner keeps it, to save its state)."""
+        return await self._move(job_id, Condition(PAUSABLE), Change(status=JobStatus.PAUSED))
+
+    async def resume(self, job_id: str, owner: str) -> tuple[JobRecord, bool]:
+        """A paused job -> queued, now owned (run) by `owner`."""
+        change = Change(status=JobStatus.QUEUED, owner=owner)
+        return await self._move(job_id, Condition(RESUMABLE), change)
+
+    async def delete_finished(
+        self, max_age_seconds: float, now: datetime | None = None
+    ) -> list[str]:
+        """Remove terminal jobs that ended at least `max_age_seconds` before `now` and whose
+        `keep_until` has passed; returns their ids."""
+        now = _aware(now or utc_now())
+        cutoff = retention_cutoff(max_age_seconds, now)
+        return [] if cutoff is None else await self._delete_finished(cutoff, now)
+
+    async def _owner_move(
+        self,
+        record: JobRecord,
+        allowed: frozenset[JobStatus],
+        *,
+        status: JobStatus | None = None,
+        owner: Owner = ANY,
+    ) -> bool:
+        if record.owner is None:
+            raise ValueError(f"job {record.job_id}: an owner's move needs the owner")
+        change = Change(record=record, status=status or record.status, owner=owner)
+        applied, _ = await self._change(
+            record.job_id, Condition(allowed, record.owner), change, utc_now()
+        )
+        return applied
+
+    async def _move(self, job_id: str, when: Condition, change: Change) -> tuple[JobRecord, bool]:
+        applied, record = await self._change(job_id, when, change, utc_now())
+        if record is None:
+            raise JobNotFoundError(f"job {job_id} does not exist")
+        return record, applied
+
+    # -- queries -----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def get(self, job_id: str) -> JobRecord | None: ...
+
+    @abstractmethod
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The records of those ids that exist."""
+
+    @abstractmethod
+    async def find(self, query: JobQuery) -> tuple[list[JobRecord], int]:
+        """A page of jobs and how many match in all."""
+
+    @abstractmethod
+    async def runnable(self, owner: str, now: datetime, limit: int) -> list[JobRecord]:
+        """Queued jobs of `owner`, not blocked, whose retry delay has passed, in
+        `runnable_order`."""
+
+    @abstractmethod
+    async def owned(self, owner: str, statuses: frozenset[JobStatus]) -> list[JobRecord]:
+        """Every job of `owner` in one of `statuses`."""
+
+    @abstractmethod
+    async def count(self, statuses: frozenset[JobStatus], principal: str | None = None) -> int:
+        """How many jobs are in `statuses` (of `principal` only, if given)."""
+
+    @abstractmethod
+    async def status_counts(self) -> dict[JobStatus, int]: ...
+
+    @abstractmethod
+    async def orphans(self) -> list[JobRecord]:
+        """Active jobs whose owner is gone (its lease expired, its lock is free) or that
+        have no owner: the job manager applies the recovery policy to them."""
+
+    # -- the primitives each backend implements ---------------------------------------------
+
+    @abstractmethod
+    async def _insert(self, records: Sequence[JobRecord]) -> None: ...
+
+    @abstractmethod
+    async def _change(
+        self, job_id: str, when: Condition, change: Change, now: datetime
+    ) -> tuple[bool, JobRecord | None]:
+        """Apply `change` if the stored job meets `when`; returns (applied, record now)."""
+
+    @abstractmethod
+    async def _change_many(
+        self, items: Sequence[tuple[str, Condition, Change]], now: datetime
+    ) -> list[bool]:
+        """Several `_change`s in one write; whether each applied."""
+
+    @abstractmethod
+    async def _delete_finished(self, cutoff: datetime, now: datetime) -> list[str]: ...
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+__all__ = [
+    "MAX_PAGE",
+    "SORT_FIELDS",
+    "DataDirError",
+    "JobExistsError",
+    "JobNotFoundError",
+    "JobQuery",
+    "JobStore",
+    "SortField",
+    "StoreClosedError",
+    "StoreConfigError",
+    "StoreError",
+    "StoreWriteError",
+    "is_expired",
+    "is_runnable",
+    "page",
+    "retention_cutoff",
+    "runnable_order",
+    "visible",
+]

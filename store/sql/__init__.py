@@ -1,0 +1,1 @@
+"""The database backends: SQLite and PostgreSQL through SQLAlchemy Core, with migrations."""

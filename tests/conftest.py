@@ -1,0 +1,60 @@
+"""Fixtures shared by the test modules: a real PostgreSQL server, store settings per backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from store import StoreSettings
+from tests.pg_server import PostgresServer
+
+STORE_KINDS = ["memory", "json", "sqlite", "postgresql"]
+PERSISTENT_KINDS = ["json", "sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole session (each test gets its own database)."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres.url(postgres.create_database())
+
+
+@pytest.fixture
+def kind(request: pytest.FixtureRequest) -> str:
+    """The store backend under test: parametrize with `indirect=True`."""
+    value: str = request.param
+    return value
+
+
+@pytest.fixture
+def store_settings(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreSettings:
+    """Settings for the backend named by the test's `kind` parameter."""
+    return settings_for(kind, tmp_path / "data", request)
+
+
+def settings_for(
+    kind: str, data_dir: Path, request: pytest.FixtureRequest, **options: object
+) -> StoreSettings:
+    url = None
+    if kind == "sqlite":
+        url = "sqlite:///jobs.db"
+    elif kind == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    return StoreSettings(
+        data_dir,
+        persist=kind != "memory",
+        database_url=url,
+        **options,  # type: ignore[arg-type]
+    )
