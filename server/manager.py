@@ -39,7 +39,7 @@ from store import (
     open_store,
     utc_now,
 )
-from store.record import Recovery
+from store.record import ANY_INSTANCE, Recovery
 from store.writer import ProgressWriter
 
 log = logging.getLogger(__name__)
@@ -356,8 +356,12 @@ class JobManager:
         return taken
 
     def _recovered(self, record: JobRecord) -> JobRecord:
-        """The policy: what an interrupted job becomes."""
+        """The policy: what an interrupted job becomes. A job handed over to any instance
+        was not interrupted: it is simply taken."""
         owner = record.owner or "(none)"
+        if record.owner == ANY_INSTANCE:
+            log.info("job %s: taken over to run here", record.job_id)
+            return record.model_copy(update={"owner": self.store.instance_id, "waiting_info": None})
         if self.config.recovery == "fail":
             log.warning(
                 "job %s: was %s when its server instance %s stopped; marked failed",
@@ -368,20 +372,17 @@ class JobManager:
             return record.model_copy(
                 update={"status": JobStatus.FAILED, "error": INTERRUPTED_ERROR}
             )
-        if record.owner is not None and len(record.recoveries) >= self.config.max_recoveries:
+        if len(record.recoveries) >= self.config.max_recoveries:
             error = (
                 f"{INTERRUPTED_ERROR}; it was already resumed {len(record.recoveries)} times "
                 f"(JOBS_MAX_RECOVERIES={self.config.max_recoveries}), so it is not resumed again"
             )
             log.warning("job %s: %s", record.job_id, error)
             return record.model_copy(update={"status": JobStatus.FAILED, "error": error})
-        recoveries = list(record.recoveries)
-        if record.owner is not None:  # a crash, not a release by a stopping server
-            recoveries.append(
-                Recovery(
-                    at=utc_now(), from_status=record.status.value, hashes=record.progress.hashes
-                )
-            )
+        recoveries = [
+            *record.recoveries,
+            Recovery(at=utc_now(), from_status=record.status.value, hashes=record.progress.hashes),
+        ]
         attempts = list(record.attempts)
         if attempts and attempts[-1].ended_at is None:
             attempts[-1] = attempts[-1].model_copy(

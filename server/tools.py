@@ -77,6 +77,14 @@ def _checked_job_id(job_id: str) -> str:
     return job_id
 
 
+def store_failed(what: str, exc: StoreError) -> ToolError:
+    """A tool error for a store that could not be read or written: says what did not happen."""
+    return ToolError(
+        f"{what}: {exc}. Nothing was changed; check the job store (its disk, or its "
+        "database), then try again"
+    )
+
+
 def _unknown(job_id: str) -> ToolError:
     return ToolError(
         f"no job with id {job_id!r}: check the id, or call list_jobs to see existing jobs "
@@ -213,10 +221,7 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
         except JobInputError as exc:
             raise ToolError(str(exc)) from None
         except StoreError as exc:
-            raise ToolError(
-                f"the job could not be saved to the jobs file, so it was not started: {exc}. "
-                "Check the disk and JOBS_DATA_DIR, then try again"
-            ) from None
+            raise store_failed("the job could not be saved, so it was not started", exc) from None
         expected, seconds = manager.estimate(record, now_difficulty)
         answer = StartAnswer(
             job_id=record.job_id,
@@ -331,8 +336,10 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
             record, cancelled = await manager.cancel(_checked_job_id(job_id))
         except UnknownJob:
             raise _unknown(job_id) from None
-        except JobInputError as exc:
-            raise ToolError(str(exc)) from None
+        except StoreError as exc:
+            raise store_failed(
+                "the cancel could not be saved; the job was not cancelled", exc
+            ) from None
         message = (
             f"Job {job_id} cancelled."
             if cancelled
@@ -361,7 +368,12 @@ def register(mcp: MCPServer, manager: JobManager) -> None:
     ) -> Annotated[CallToolResult, CleanupAnswer]:
         """Delete finished jobs older than max_age_seconds from the job list and the jobs
         file. Never touches queued, waiting or running jobs. Returns how many and which."""
-        removed = await manager.cleanup(max_age_seconds)
+        try:
+            removed = await manager.cleanup(max_age_seconds)
+        except StoreError as exc:
+            raise store_failed(
+                "the cleanup could not be saved, so no job was removed", exc
+            ) from None
         text = f"Removed {len(removed)} finished job(s)" + (
             ": " + ", ".join(removed) if removed else "."
         )

@@ -88,8 +88,12 @@ class StoreSettings:
         return f"{url.dialect} database {where}"
 
 
-async def connect(settings: StoreSettings) -> JobStore:
-    """The configured store, open; without its background work (see `open_store`)."""
+async def connect(settings: StoreSettings, *, serving: bool = True) -> JobStore:
+    """The configured store, open; without its background work (see `open_store`).
+
+    A server (`serving`) migrates a database and holds a lease on it; a command-line tool
+    does neither (it needs the current schema, and owns no jobs).
+    """
     settings.check()
     instance_id = settings.instance_id or new_instance_id()
     if not settings.persist:
@@ -99,7 +103,23 @@ async def connect(settings: StoreSettings) -> JobStore:
     from store.sql.engine import SqlJobStore  # SQLAlchemy only when a database is used
 
     url = parse_database_url(settings.database_url, settings.data_dir)
-    return await SqlJobStore.open(url, instance_id, settings.lease_seconds)
+    return await SqlJobStore.open(
+        url, instance_id, settings.lease_seconds, migrate=serving, register=serving
+    )
+
+
+async def migrate(settings: StoreSettings) -> tuple[str | None, str | None]:
+    """Bring a database's schema up to date: (revision before, after); (None, None) for
+    stores without a schema."""
+    settings.check()
+    if not settings.persist or settings.database_url is None:
+        return None, None
+    from store.sql.engine import SqlJobStore
+
+    url = parse_database_url(settings.database_url, settings.data_dir)
+    store = await SqlJobStore.open(url, new_instance_id(), settings.lease_seconds, register=False)
+    await store.close()
+    return store.migrated_from, store.schema_version
 
 
 @asynccontextmanager
@@ -143,6 +163,7 @@ __all__ = [
     "StoreWriteError",
     "WaitingInfo",
     "connect",
+    "migrate",
     "new_instance_id",
     "open_store",
     "utc_now",

@@ -20,6 +20,7 @@ from typing import Literal, Protocol
 
 from store.record import (
     ACTIVE,
+    ANY_INSTANCE,
     TERMINAL,
     UNFINISHED,
     JobRecord,
@@ -263,7 +264,7 @@ class JobStore(ABC):
 
     async def release(self, record: JobRecord) -> bool:
         """The owner stops and leaves its job queued for whichever instance runs next."""
-        return await self._owner_move(record, ACTIVE, status=JobStatus.QUEUED, owner=None)
+        return await self._owner_move(record, ACTIVE, status=JobStatus.QUEUED, owner=ANY_INSTANCE)
 
     async def adopt(self, record: JobRecord, from_owner: str | None) -> bool:
         """Take over a job of a gone (or no) owner: `record` is its new state (queued with a
@@ -281,8 +282,8 @@ class JobStore(ABC):
         """A queued, waiting or running job -> paused (its owner keeps it, to save its state)."""
         return await self._move(job_id, Condition(PAUSABLE), Change(status=JobStatus.PAUSED))
 
-    async def resume(self, job_id: str, owner: str) -> tuple[JobRecord, bool]:
-        """A paused job -> queued, now owned (run) by `owner`."""
+    async def resume(self, job_id: str, owner: str = ANY_INSTANCE) -> tuple[JobRecord, bool]:
+        """A paused job -> queued, now owned (run) by `owner` (by default: any instance)."""
         change = Change(status=JobStatus.QUEUED, owner=owner)
         return await self._move(job_id, Condition(RESUMABLE), change)
 
@@ -294,6 +295,10 @@ class JobStore(ABC):
         now = _aware(now or utc_now())
         cutoff = retention_cutoff(max_age_seconds, now)
         return [] if cutoff is None else await self._delete_finished(cutoff, now)
+
+    async def delete_all(self) -> int:
+        """Remove every job (`pow-mcp db reset`); returns how many there were."""
+        return await self._delete_all()
 
     async def _owner_move(
         self,
@@ -348,8 +353,8 @@ class JobStore(ABC):
 
     @abstractmethod
     async def orphans(self) -> list[JobRecord]:
-        """Active jobs whose owner is gone (its lease expired, its lock is free) or that
-        have no owner: the job manager applies the recovery policy to them."""
+        """Active jobs whose owner is gone (its lease expired, its lock is free), that have
+        no owner, or that were handed to `ANY_INSTANCE`: the job manager takes them over."""
 
     # -- the primitives each backend implements ---------------------------------------------
 
@@ -370,6 +375,9 @@ class JobStore(ABC):
 
     @abstractmethod
     async def _delete_finished(self, cutoff: datetime, now: datetime) -> list[str]: ...
+
+    @abstractmethod
+    async def _delete_all(self) -> int: ...
 
 
 def _aware(value: datetime) -> datetime:

@@ -17,7 +17,7 @@ from store.api import (
     page,
     runnable_order,
 )
-from store.record import ACTIVE, JobRecord, JobStatus, copy_record
+from store.record import ACTIVE, ANY_INSTANCE, JobRecord, JobStatus, copy_record
 from store.transitions import Change, Condition, apply_change
 
 
@@ -91,9 +91,11 @@ class MemoryJobStore(JobStore):
         return counts
 
     async def orphans(self) -> list[JobRecord]:
-        # No other instance shares these jobs; only released ones have no owner.
+        # No other instance shares these jobs: only jobs handed over have no live owner.
         return [
-            copy_record(r) for r in self._open().values() if r.status in ACTIVE and r.owner is None
+            copy_record(r)
+            for r in self._open().values()
+            if r.status in ACTIVE and r.owner in (None, ANY_INSTANCE)
         ]
 
     async def _insert(self, records: Sequence[JobRecord]) -> None:
@@ -122,6 +124,12 @@ class MemoryJobStore(JobStore):
         for job_id in doomed:
             del records[job_id]
         return doomed
+
+    async def _delete_all(self) -> int:
+        records = self._open()
+        count = len(records)
+        records.clear()
+        return count
 
     def _open(self) -> dict[str, JobRecord]:
         if self._closed:

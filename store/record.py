@@ -40,6 +40,10 @@ TERMINAL: frozenset[JobStatus] = frozenset(
 ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.WAITING, JobStatus.RUNNING})
 UNFINISHED: frozenset[JobStatus] = ACTIVE | {JobStatus.PAUSED}
 
+# The owner of a job handed over to whichever instance runs next (a stopping server's
+# queued jobs under JOBS_RECOVERY=resume, a job resumed from the command line).
+ANY_INSTANCE = "*"
+
 PRIORITIES = ("low", "normal", "high", "critical")  # the index is the priority's rank
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from store import StoreSettings
+from tests.chain import Chain, serving_chain
 from tests.pg_server import PostgresServer
 
 STORE_KINDS = ["memory", "json", "sqlite", "postgresql"]
@@ -29,6 +30,13 @@ def postgres() -> Iterator[PostgresServer]:
 def pg_url(postgres: PostgresServer) -> str:
     """A fresh, empty database on the session's server."""
     return postgres.url(postgres.create_database())
+
+
+@pytest.fixture
+def chain() -> Iterator[tuple[Chain, str]]:
+    """A local block-height server (see tests/chain.py) and its URL."""
+    with serving_chain() as served:
+        yield served
 
 
 @pytest.fixture

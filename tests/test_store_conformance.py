@@ -26,7 +26,7 @@ from store import (
     open_store,
     utc_now,
 )
-from store.record import Checkpoint, Recovery
+from store.record import ANY_INSTANCE, Checkpoint, Recovery
 from tests.conftest import PERSISTENT_KINDS, STORE_KINDS
 from tests.store_helpers import BASE_TIME, make_record
 
@@ -226,12 +226,12 @@ async def test_requeue_release_and_adopt(store_settings: StoreSettings) -> None:
         assert got.status is JobStatus.QUEUED and got.run_after == retry.run_after
         assert await store.release(got) is True
         released = await stored(store, record.job_id)
-        assert released.owner is None and released.status is JobStatus.QUEUED
+        assert released.owner == ANY_INSTANCE and released.status is JobStatus.QUEUED
         assert [r.job_id for r in await store.orphans()] == [record.job_id]
         entry = Recovery(at=utc_now(), from_status="queued", hashes=0)
         adopted = released.model_copy(update={"owner": store.instance_id, "recoveries": [entry]})
-        assert await store.adopt(adopted, from_owner=None) is True
-        assert await store.adopt(adopted, from_owner=None) is False  # it has an owner now
+        assert await store.adopt(adopted, from_owner=ANY_INSTANCE) is True
+        assert await store.adopt(adopted, from_owner=ANY_INSTANCE) is False  # it has one now
         got = await stored(store, record.job_id)
         assert got.owner == store.instance_id and got.recoveries == [entry]
         assert await store.orphans() == []

@@ -44,6 +44,23 @@ class UnreadableFile(ValueError):
     """The bytes are not a jobs file at all."""
 
 
+_NO_TAGS: frozenset[str] = frozenset()
+
+# Fields that most records leave at their default: the file line leaves them out then
+# (a reader gets the same default back), which keeps lines and memory small.
+_SPARSE_DEFAULTS: dict[str, object] = {
+    "principal": None,
+    "batch_id": None,
+    "tags": [],
+    "blocked_by": [],
+    "run_after": None,
+    "keep_until": None,
+    "run_seconds": 0.0,
+    "attempts": [],
+    "recoveries": [],
+}
+
+
 class Entry(NamedTuple):
     """What the store needs of a record without parsing it (a `store.api.JobFacts`)."""
 
@@ -64,17 +81,18 @@ class Entry(NamedTuple):
     @classmethod
     def of(cls, record: JobRecord) -> Entry:
         intern = sys.intern  # owners and principals repeat across thousands of records
+        updated, finished = record.updated_at, record.finished_at
         return cls(
             record.job_id,
             record.status,
             record.priority,
             record.created_at,
-            record.updated_at,
-            record.finished_at,
+            updated,
+            updated if finished == updated else finished,  # one object where they agree
             None if record.owner is None else intern(record.owner),
             None if record.principal is None else intern(record.principal),
             record.batch_id,
-            frozenset(record.tags),
+            frozenset(record.tags) if record.tags else _NO_TAGS,
             bool(record.blocked_by),
             record.run_after,
             record.keep_until,
@@ -113,7 +131,8 @@ class Parsed:
 
 def encode_line(job_id: str, record: JobRecord) -> str:
     """One file line: `"<id>":<record JSON>` (JSON text never holds a raw newline)."""
-    return json.dumps(job_id, ensure_ascii=False) + ":" + record.model_dump_json()
+    unset = {name for name, default in _SPARSE_DEFAULTS.items() if getattr(record, name) == default}
+    return json.dumps(job_id, ensure_ascii=False) + ":" + record.model_dump_json(exclude=unset)
 
 
 def render(lines: Iterable[str]) -> bytes:

@@ -300,6 +300,16 @@ class JsonFileJobStore(JobStore):
         result: list[str] = await self._submit(delete)
         return result
 
+    async def _delete_all(self) -> int:
+        def delete(work: _Working) -> int:
+            doomed = list(work.current_entries())  # a newer version's records stay
+            for job_id in doomed:
+                work.delete(job_id)
+            return len(doomed)
+
+        result: int = await self._submit(delete)
+        return result
+
     async def _submit(self, op: _Op) -> Any:
         if self._state != "open":
             raise StoreClosedError("the job store is closed")

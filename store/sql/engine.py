@@ -232,15 +232,28 @@ class SqlJobStore(JobStore):
         self._closed = False
         self._data_version: int | None = None
         self.schema_version: str | None = None
+        self.migrated_from: str | None = None
+        self._registered = False
 
     @classmethod
-    async def open(cls, url: DatabaseUrl, instance_id: str, lease_seconds: float) -> SqlJobStore:
-        """Connect, check and migrate the database, and register this instance; a
-        `StoreConfigError` naming JOBS_DATABASE_URL if that cannot be done."""
+    async def open(
+        cls,
+        url: DatabaseUrl,
+        instance_id: str,
+        lease_seconds: float,
+        *,
+        migrate: bool = True,
+        register: bool = True,
+    ) -> SqlJobStore:
+        """Connect, check and (with `migrate`) migrate the database, and (with `register`)
+        hold a lease as a server instance; a `StoreConfigError` naming JOBS_DATABASE_URL if
+        that cannot be done. Without `migrate`, a schema that is not current is refused."""
         self = cls(url, instance_id, lease_seconds)
         try:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._sync_open, limiter=self._limiter)
+                await anyio.to_thread.run_sync(
+                    self._sync_open, migrate, register, limiter=self._limiter
+                )
         except BaseException:
             self._engine.dispose()
             raise
@@ -312,18 +325,32 @@ class SqlJobStore(JobStore):
 
     # -- opening -----------------------------------------------------------------------------
 
-    def _sync_open(self) -> None:
+    def _sync_open(self, upgrade: bool, register: bool) -> None:
         try:
             if self.url.path is not None:
                 self._prepare_sqlite_file(self.url.path)
-            with self._writer.begin() as conn:
-                _before, self.schema_version = migrate.upgrade(conn)
-            self._register()
+            if upgrade:
+                with self._writer.begin() as conn:
+                    self.migrated_from, self.schema_version = migrate.upgrade(conn)
+            else:
+                self._check_schema()
+            if register:
+                self._register()
         except migrate.SchemaTooNewError as exc:
             message = f"{VARIABLE}: the database {self.location} is refused: {exc}"
             raise StoreConfigError(message) from None
         except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
             raise self._open_error(exc) from None
+
+    def _check_schema(self) -> None:
+        with self._engine.connect() as conn:
+            self.schema_version = migrate.current_revision(conn)
+        if self.schema_version != migrate.HEAD:
+            raise StoreConfigError(
+                f"{VARIABLE}: the database {self.location} has schema "
+                f"{self.schema_version or '(none)'}, this pow-mcp uses {migrate.HEAD}: run "
+                "`pow-mcp db migrate` (a server does it when it starts)"
+            )
 
     def _prepare_sqlite_file(self, file: Path) -> None:
         if sqlite3.sqlite_version_info < (3, 35, 0):  # RETURNING, which every transition uses
@@ -340,6 +367,13 @@ class SqlJobStore(JobStore):
                 f"{VARIABLE}: cannot create the SQLite file {file} ({exc.strerror}); choose a "
                 "writable place"
             ) from None
+        for where in (file, file.parent):  # WAL mode writes -wal and -shm files beside it
+            if not os.access(where, os.W_OK):
+                raise StoreConfigError(
+                    f"{VARIABLE}: the SQLite file {file} cannot be written ({where} is "
+                    "read-only): make the file and its directory writable, or point the "
+                    "variable elsewhere"
+                )
         # Outside any transaction (raw connection): quick_check only reads, so a damaged
         # file is left exactly as it is; WAL mode is switched on only once the file is sound.
         raw = self._engine.raw_connection()
@@ -397,10 +431,12 @@ class SqlJobStore(JobStore):
                 )
             )
         self._judge.renewed()
+        self._registered = True
 
     async def run_background(self) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._keep_leases)
+            if self._registered:
+                tg.start_soon(self._keep_leases)
             if self.kind == "postgresql":
                 tg.start_soon(self._listen)
             else:
@@ -528,12 +564,13 @@ class SqlJobStore(JobStore):
         if self._closed:
             return
         with anyio.CancelScope(shield=True):
-            with contextlib.suppress(StoreError):
-                await self._write(
-                    lambda conn: conn.execute(
-                        delete(instances).where(instances.c.id == self.instance_id)
+            if self._registered:
+                with contextlib.suppress(StoreError):
+                    await self._write(
+                        lambda conn: conn.execute(
+                            delete(instances).where(instances.c.id == self.instance_id)
+                        )
                     )
-                )
             self._closed = True
             self._signal_change()
             await anyio.to_thread.run_sync(self._engine.dispose, limiter=self._limiter)
@@ -679,6 +716,9 @@ class SqlJobStore(JobStore):
 
         return await self._write(apply) if items else []
 
+    async def _delete_all(self) -> int:
+        return await self._write(_delete_everything)
+
     async def _delete_finished(self, cutoff: datetime, now: datetime) -> list[str]:
         finished = func.coalesce(jobs.c.completed_at, jobs.c.updated_at, jobs.c.created_at)
 
@@ -699,6 +739,11 @@ class SqlJobStore(JobStore):
             return ids
 
         return await self._write(remove)
+
+
+def _delete_everything(conn: Connection) -> int:
+    conn.execute(delete(job_tags))
+    return int(conn.execute(delete(jobs)).rowcount)
 
 
 def _forget(conn: Connection, *, peer: Peer) -> bool:

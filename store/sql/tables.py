@@ -71,10 +71,11 @@ jobs = Table(
     Column("version", Integer, nullable=False),  # bumped by every write
     Column("record", Json, nullable=False),
 )
-Index("jobs_created_at", jobs.c.created_at)
-Index("jobs_updated_at", jobs.c.updated_at)
-Index("jobs_status_created_at", jobs.c.status, jobs.c.created_at)
-Index("jobs_priority_created_at", jobs.c.priority, jobs.c.created_at)
+# Every order `list_jobs` offers ends in (created_at, id): an index per order, ties included.
+Index("jobs_created_at", jobs.c.created_at, jobs.c.id)
+Index("jobs_updated_at", jobs.c.updated_at, jobs.c.created_at, jobs.c.id)
+Index("jobs_status_created_at", jobs.c.status, jobs.c.created_at, jobs.c.id)
+Index("jobs_priority_created_at", jobs.c.priority, jobs.c.created_at, jobs.c.id)
 Index("jobs_owner_status", jobs.c.owner, jobs.c.status, jobs.c.priority, jobs.c.created_at)
 Index("jobs_batch_id", jobs.c.batch_id)
 Index("jobs_principal_status", jobs.c.principal, jobs.c.status)

@@ -39,10 +39,10 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("record", Json, nullable=False),
     )
-    op.create_index("jobs_created_at", "jobs", ["created_at"])
-    op.create_index("jobs_updated_at", "jobs", ["updated_at"])
-    op.create_index("jobs_status_created_at", "jobs", ["status", "created_at"])
-    op.create_index("jobs_priority_created_at", "jobs", ["priority", "created_at"])
+    op.create_index("jobs_created_at", "jobs", ["created_at", "id"])
+    op.create_index("jobs_updated_at", "jobs", ["updated_at", "created_at", "id"])
+    op.create_index("jobs_status_created_at", "jobs", ["status", "created_at", "id"])
+    op.create_index("jobs_priority_created_at", "jobs", ["priority", "created_at", "id"])
     op.create_index("jobs_owner_status", "jobs", ["owner", "status", "priority", "created_at"])
     op.create_index("jobs_batch_id", "jobs", ["batch_id"])
     op.create_index("jobs_principal_status", "jobs", ["principal", "status"])

@@ -1,0 +1,223 @@
+"""`pow-mcp db` on every store, and the start-up errors of a store that cannot work."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psycopg
+import pytest
+
+from store import JobStatus, StoreSettings, connect
+from tests.conftest import PERSISTENT_KINDS
+from tests.faults import small_disk
+from tests.mcp_helpers import ROOT, call, server_env
+from tests.mcp_helpers import connect as connect_server
+from tests.pg_server import PostgresServer
+from tests.store_helpers import make_record
+
+PERSISTENT = pytest.mark.parametrize("kind", PERSISTENT_KINDS, indirect=True)
+
+
+def pow_mcp(settings: StoreSettings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    variables = server_env(settings.data_dir, **env)
+    if settings.database_url:
+        variables["JOBS_DATABASE_URL"] = settings.database_url
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        cwd=ROOT,
+        env=variables,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def seed(settings: StoreSettings, statuses: list[JobStatus]) -> list[str]:
+    store = await connect(settings)
+    try:
+        records = [make_record(status, owner=store.instance_id) for status in statuses]
+        await store.create(records)
+        return [r.job_id for r in records]
+    finally:
+        await store.close()
+
+
+@PERSISTENT
+def test_db_status_migrate_export_import_reset(
+    kind: str, store_settings: StoreSettings, tmp_path: Path
+) -> None:
+    done = pow_mcp(store_settings, "db", "migrate")
+    assert done.returncode == 0, done.stderr
+    ids = anyio.run(
+        seed, store_settings, [JobStatus.COMPLETED, JobStatus.COMPLETED, JobStatus.FAILED]
+    )
+
+    status = pow_mcp(store_settings, "db", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    info = json.loads(status.stdout)
+    assert info["backend"] == kind and info["total"] == 3
+    assert info["jobs"]["completed"] == 2 and info["jobs"]["failed"] == 1
+    assert info["schema"] == ("jobs.json" if kind == "json" else "0001")
+    text = pow_mcp(store_settings, "db", "status").stdout
+    assert f"backend:  {kind}" in text and "completed 2" in text
+
+    again = pow_mcp(store_settings, "db", "migrate")
+    assert again.returncode == 0 and (
+        "nothing to do" in again.stdout or "no schema" in again.stdout
+    )
+
+    exported = tmp_path / "export.json"
+    assert pow_mcp(store_settings, "db", "export", str(exported)).returncode == 0
+    assert set(json.loads(exported.read_text())) == set(ids)
+
+    refused = pow_mcp(store_settings, "db", "reset")
+    assert refused.returncode == 1 and "--force" in refused.stderr
+    assert json.loads(pow_mcp(store_settings, "db", "status", "--json").stdout)["total"] == 3
+    reset = pow_mcp(store_settings, "db", "reset", "--force")
+    assert reset.returncode == 0 and "deleted 3 jobs" in reset.stdout
+    assert json.loads(pow_mcp(store_settings, "db", "status", "--json").stdout)["total"] == 0
+
+    imported = pow_mcp(store_settings, "db", "import", str(exported))
+    assert imported.returncode == 0 and "imported 3 jobs" in imported.stdout
+    assert json.loads(pow_mcp(store_settings, "db", "status", "--json").stdout)["total"] == 3
+    usage = pow_mcp(store_settings, "db", "vacuum")
+    assert usage.returncode == 2
+
+
+def test_a_database_password_never_shows(postgres: PostgresServer, tmp_path: Path) -> None:
+    url = postgres.url(postgres.create_database())
+    settings = StoreSettings(tmp_path, database_url=url)
+    outputs = [
+        pow_mcp(settings, "db", "migrate"),
+        pow_mcp(settings, "db", "status"),
+        pow_mcp(settings, "db", "status", "--json"),
+    ]
+    wrong = StoreSettings(tmp_path, database_url=postgres.url("postgres", password="wrong-pw-x"))
+    outputs.append(pow_mcp(wrong, "db", "status"))
+    outputs.append(pow_mcp(wrong))  # a server that cannot start
+    for done in outputs:
+        assert postgres.password not in done.stdout + done.stderr
+        assert "wrong-pw-x" not in done.stdout + done.stderr
+    assert "***" in outputs[1].stdout
+    assert outputs[-1].returncode == 1 and "password" in outputs[-1].stderr
+
+
+def _refuses_to_start(settings: StoreSettings, *needles: str, **env: str) -> None:
+    done = pow_mcp(settings, **env)
+    assert done.returncode in (1, 2), done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("pow-mcp:")]
+    assert len(lines) == 1, done.stderr
+    assert "JOBS_DATABASE_URL" in lines[0] or "PERSIST_JOBS" in lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("not a url", "not a URL"),
+        ("mysql://u:p@h/db", "unknown scheme"),
+        ("sqlite://", "names no file"),
+        ("postgresql://u:p@:5432/db", "no PostgreSQL host"),
+        ("postgresql://u:p@127.0.0.1:1/db", "cannot use the PostgreSQL database"),
+    ],
+)
+def test_a_bad_url_stops_start_up(tmp_path: Path, url: str, needle: str) -> None:
+    _refuses_to_start(StoreSettings(tmp_path, database_url=url), needle)
+
+
+def test_memory_only_with_a_database_is_refused(tmp_path: Path) -> None:
+    settings = StoreSettings(tmp_path, database_url="sqlite:///jobs.db")
+    _refuses_to_start(settings, "unset one", PERSIST_JOBS="false")
+
+
+def test_a_damaged_sqlite_file_is_left_untouched(tmp_path: Path) -> None:
+    damaged = tmp_path / "jobs.db"
+    damaged.write_bytes(b"SQLite format 3\x00" + os.urandom(4000))
+    before = damaged.read_bytes()
+    _refuses_to_start(StoreSettings(tmp_path, database_url="sqlite:///jobs.db"), "jobs.db")
+    assert damaged.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.db"]
+
+
+def test_a_read_only_sqlite_file_is_refused(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        settings = StoreSettings(disk, database_url="sqlite:///jobs.db")
+        assert pow_mcp(settings, "db", "migrate").returncode == 0
+        before = (disk / "jobs.db").read_bytes()
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        _refuses_to_start(settings, "read-only", "writable")
+        assert (disk / "jobs.db").read_bytes() == before
+
+
+def test_a_read_only_directory_is_refused(tmp_path: Path) -> None:
+    settings = StoreSettings(tmp_path, database_url="sqlite:////proc/jobs.db")
+    _refuses_to_start(settings, "/proc/jobs.db")
+
+
+def test_a_locked_sqlite_file_is_refused(tmp_path: Path) -> None:
+    settings = StoreSettings(tmp_path, database_url="sqlite:///jobs.db")
+    assert pow_mcp(settings, "db", "migrate").returncode == 0
+    holder = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another program holds the database
+    try:
+        _refuses_to_start(settings, "locked")
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"], indirect=True)
+def test_a_newer_schema_is_refused_and_left_alone(kind: str, store_settings: StoreSettings) -> None:
+    assert pow_mcp(store_settings, "db", "migrate").returncode == 0
+    anyio.run(seed, store_settings, [JobStatus.COMPLETED])
+    _set_revision(store_settings, "9999")
+    _refuses_to_start(store_settings, "9999", "newer")
+    migrate = pow_mcp(store_settings, "db", "migrate")
+    assert migrate.returncode == 1 and "newer" in migrate.stderr
+    assert _revision(store_settings) == "9999"
+
+
+def _set_revision(settings: StoreSettings, revision: str) -> None:
+    with _db(settings) as conn:
+        conn.execute(f"UPDATE alembic_version SET version_num = '{revision}'")
+
+
+def _revision(settings: StoreSettings) -> str:
+    with _db(settings) as conn:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        assert row is not None
+        return str(row[0])
+
+
+@contextlib.contextmanager
+def _db(settings: StoreSettings) -> Iterator[Any]:
+    """A raw connection to the settings' database (sqlite3 or psycopg), autocommitting."""
+    url = settings.database_url or ""
+    if url.startswith("sqlite"):
+        conn: Any = sqlite3.connect(settings.data_dir / "jobs.db", isolation_level=None)
+    else:
+        conn = psycopg.connect(url, autocommit=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+async def test_a_server_on_a_fresh_database_migrates_and_serves(
+    tmp_path: Path, pg_url: str
+) -> None:
+    async with connect_server(tmp_path, JOBS_DATABASE_URL=pg_url) as client:
+        job = await call(client, "start_proof_of_work", prefix="pg-", difficulty=2)
+        done = await call(client, "wait_for_job", job_id=job["job_id"])
+    assert done["status"] == "completed"
