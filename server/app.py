@@ -13,9 +13,10 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
+from server import resources
 from server.config import Config, ConfigError
 from server.manager import JobManager, open_manager
-from server.tools import register
+from server.tools import build_tools
 
 log = logging.getLogger("pow-mcp")
 
@@ -40,8 +41,9 @@ def build_server(manager: JobManager) -> MCPServer:
         title="Proof-of-work jobs",
         instructions=INSTRUCTIONS,
         version=_version(),
+        tools=build_tools(manager),
     )
-    register(mcp, manager)
+    resources.register(mcp, manager)
     return mcp
 
 

@@ -64,9 +64,16 @@ class BlockClock:
         self.anchor: Anchor | None = None
         self._changed = anyio.Event()
         self.last_error: str | None = None
+        self._last_success: float | None = None  # monotonic time of the last good reading
 
     def height(self) -> int | None:
         return None if self.anchor is None else self.anchor.now()
+
+    def silent_for(self) -> float:
+        """Seconds since the source last answered (0 when there is no source)."""
+        if self.url is None or self._last_success is None:
+            return 0.0
+        return time.monotonic() - self._last_success
 
     async def wait_changed(self) -> None:
         await self._changed.wait()
@@ -85,6 +92,7 @@ class BlockClock:
             response.raise_for_status()
             self._observe(parse_height(response.text))
             self.last_error = None
+            self._last_success = time.monotonic()
         except (httpx.HTTPError, ValueError) as exc:
             if str(exc) != self.last_error:
                 log.warning("block height from %s failed (%s); extrapolating", self.url, exc)

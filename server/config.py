@@ -38,6 +38,7 @@ class Config:
     save_debounce_seconds: float = 1.0
     block_height_url: str | None = None
     block_time_seconds: float = 5.0
+    block_height_grace_seconds: float = 300.0
     target_difficulty_start: int = 5
     kernel: str | None = None
     transport: str = "stdio"
@@ -141,6 +142,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         block_height_url=env.get("BLOCK_HEIGHT_URL") or None,
         block_time_seconds=_number(
             "BLOCK_TIME_SECONDS", env.get("BLOCK_TIME_SECONDS", "5.0"), minimum=0.001
+        ),
+        block_height_grace_seconds=_number(
+            "BLOCK_HEIGHT_GRACE_SECONDS", env.get("BLOCK_HEIGHT_GRACE_SECONDS", "300"), minimum=0
         ),
         target_difficulty_start=int(
             _number(

@@ -11,7 +11,7 @@ for their block do not count.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -37,8 +37,10 @@ class Dispatcher:
         *,
         capacity: int,
         block_time: float,
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.store, self.runner = store, runner
+        self._changed = changed  # a job started or ended here: waiters look again
         self.capacity = capacity
         self.live: dict[str, LiveJob] = {}
         self._tg = task_group
@@ -106,6 +108,7 @@ class Dispatcher:
         job = LiveJob(record, spec, anchor_for(record, spec, self._block_time))
         self.live[record.job_id] = job
         self._tg.start_soon(self._run_job, job, name=f"job {record.job_id}")
+        self._changed()
         return job
 
     async def stop_all(self, reason: StopReason) -> None:
@@ -158,6 +161,7 @@ class Dispatcher:
                 await self.store.save_progress(
                     [record.model_copy(update={"blocked_by": remaining})]
                 )
+                self._changed()
                 if not remaining:
                     log.info("job %s: its dependencies completed; queued to run", record.job_id)
                     self._wake.set()
@@ -167,6 +171,7 @@ class Dispatcher:
         try:
             if await self.store.finish(failed):
                 log.warning("job %s failed: %s", record.job_id, error)
+                self._changed()
         except StoreError as exc:
             log.warning("job %s: could not record its failure (%s): %s", record.job_id, error, exc)
 
@@ -177,6 +182,7 @@ class Dispatcher:
             self.live.pop(job.job_id, None)
             self._check_blocked = True  # its end may unblock (or fail) others
             self._wake.set()
+            self._changed()
 
 
 _BROKEN = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})

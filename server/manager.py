@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import anyio
 from anyio.abc import TaskGroup
@@ -68,6 +68,7 @@ class JobManager:
         task_group: TaskGroup,
     ) -> None:
         self.config, self.store, self.pool, self.clock = config, store, pool, clock
+        self._changed = anyio.Event()  # this instance changed some job's status
         self.writer = ProgressWriter(store, config.save_debounce_seconds, self._lost)
         self.runner = Runner(config, store, pool, clock, self.writer)
         self.dispatcher = Dispatcher(
@@ -76,9 +77,9 @@ class JobManager:
             task_group,
             capacity=capacity_for(pool.size),
             block_time=config.block_time_seconds,
+            changed=self._signal,
         )
         self._tg = task_group
-        self._changed = anyio.Event()  # this instance changed some job's status
         self._closing = False
 
     async def run_background(self) -> None:
@@ -106,13 +107,14 @@ class JobManager:
         deps = await self._dependencies(specs)
         now = utc_now()
         records = []
-        for spec in specs:
+        for index, spec in enumerate(specs):
             anchor = await self._anchor_for(spec)
+            created = now + timedelta(microseconds=index)  # a batch runs in its own order
             record = JobRecord(
                 job_id=new_id("pow"),
                 status=JobStatus.QUEUED,
-                created_at=now,
-                updated_at=now,
+                created_at=created,
+                updated_at=created,
                 job_data=spec.job_data(),
                 owner=self.store.instance_id,
                 principal=principal,

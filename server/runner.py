@@ -24,6 +24,7 @@ from server.config import Config
 from server.spec import JobSpec
 from store import JobRecord, JobStatus, JobStore, StoreError, StoreWriteError, utc_now
 from store.record import (
+    ACTIVE,
     INTERRUPTED_ERROR,
     Attempt,
     JobResult,
@@ -62,6 +63,7 @@ class LiveJob:
     difficulty: int = 0
     height: int = 0
     hashing: bool = False
+    fault: str | None = None  # why the attempt must end as a (retryable) failure
     stop: StopReason | None = None
     stop_requested: anyio.Event = field(default_factory=anyio.Event)
     done: anyio.Event = field(default_factory=anyio.Event)
@@ -124,19 +126,20 @@ class Runner:
     # -- the attempt -------------------------------------------------------------------------
 
     async def _run(self, job: LiveJob) -> None:
+        attempt = Attempt(started_at=utc_now(), hashes=job.record.progress.hashes)
+        job.record = job.record.model_copy(
+            update={"attempts": [*job.record.attempts, attempt], "run_after": None}
+        )
         if job.spec.age_based and not await self._wait_until_startable(job):
             return
         if job.stop is not None:
             return
         now = utc_now()
-        attempt = Attempt(started_at=now, hashes=job.record.progress.hashes)
         running = job.record.model_copy(
             update={
                 "status": JobStatus.RUNNING,
                 "started_at": job.record.started_at or now,
-                "attempts": [*job.record.attempts, attempt],
                 "waiting_info": self._waiting_info(job) if job.spec.age_based else None,
-                "run_after": None,
             }
         )
         if not await self.store.claim(running):
@@ -196,7 +199,7 @@ class Runner:
 
     async def _watch_stop(self, job: LiveJob) -> None:
         await job.stop_requested.wait()
-        if job.stop in (StopReason.PAUSE, StopReason.SHUTDOWN):
+        if job.stop in (StopReason.PAUSE, StopReason.SHUTDOWN) or job.fault is not None:
             self.pool.stop(job.job_id)  # the chunks out come back: nothing is hashed twice
         else:
             self.pool.cancel(job.job_id)
@@ -204,6 +207,11 @@ class Runner:
     async def _follow_blocks(self, job: LiveJob) -> None:
         while True:
             await self._next_block(job)
+            fault = self._source_fault(job)
+            if fault is not None:  # end the attempt cleanly, keeping its checkpoint
+                job.fault = fault
+                job.stop_requested.set()
+                return
             before = job.difficulty
             difficulty = self._update_difficulty(job)
             if difficulty != before:
@@ -245,6 +253,8 @@ class Runner:
     async def _conclude(self, job: LiveJob, outcome: Outcome, timed_out: bool) -> None:
         if outcome.kind is OutcomeKind.FOUND:
             await self._found(job, outcome)
+        elif job.fault is not None and job.stop is None:
+            raise RetryableError(job.fault)
         elif timed_out:
             limit = job.spec.timeout_seconds
             await self._finish(
@@ -353,7 +363,7 @@ class Runner:
             return
         retried = sum(1 for a in job.record.attempts if a.outcome == "retried")
         try:
-            if job.record.status is not JobStatus.RUNNING or retried >= job.spec.max_retries:
+            if job.record.status not in ACTIVE or retried >= job.spec.max_retries:
                 await self._finish(job, JobStatus.FAILED, error)
                 return
             delay = job.spec.retry_delay_seconds
@@ -392,6 +402,9 @@ class Runner:
     async def _wait_until_startable(self, job: LiveJob) -> bool:
         """Wait (status waiting) until hashing should start; False if told to stop first."""
         while True:
+            fault = self._source_fault(job)
+            if fault is not None:
+                raise RetryableError(fault)
             difficulty = self._update_difficulty(job)
             if difficulty <= self.config.target_difficulty_start:
                 return True
@@ -421,6 +434,18 @@ class Runner:
                     tg.cancel_scope.cancel()
             if job.stop is not None:
                 return False
+
+    def _source_fault(self, job: LiveJob) -> str | None:
+        """Why the job cannot go on: its only height source has been silent past the grace."""
+        if job.spec.current_block_height is not None or self.clock.url is None:
+            return None  # the job's own height is extrapolated as long as it takes
+        silent, grace = self.clock.silent_for(), self.config.block_height_grace_seconds
+        if silent <= grace:
+            return None
+        return (
+            f"the block height source {self.clock.url} has not answered for {silent:.0f} s "
+            f"(BLOCK_HEIGHT_GRACE_SECONDS={grace:g}): {self.clock.last_error}"
+        )
 
     def _source(self, job: LiveJob) -> Anchor:
         """The polled chain height when there is one, else the height the job was given."""

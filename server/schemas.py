@@ -1,93 +1,13 @@
-"""Tool arguments and answers: the pydantic shapes an LLM reads in the tool schemas."""
+"""Tool answers: the structured content each tool returns, as an LLM reads its schema."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from store.record import JobRecord, JobStatus
-
-ActionName = Literal[
-    "struct_build_complete", "ore_miner_complete", "ore_refinery_complete", "planet_raid_complete"
-]
-PriorityName = Literal["low", "normal", "high", "critical"]
-
-_ID_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
-
-Prefix = Annotated[
-    str | None,
-    Field(
-        min_length=1,
-        max_length=1024,
-        description="Generic mode: the exact text to hash before the nonce; the server hashes "
-        "SHA-256(prefix + decimal nonce). 1-1024 characters, no control characters. "
-        "Example: 'abc-'. Leave empty when using action_type.",
-    ),
-]
-Action = Annotated[
-    ActionName | None,
-    Field(
-        description="Structs mode: which action's proof to compute. The server builds the "
-        "Structs message itself, e.g. '{entity_id}BUILD{block_start}NONCE'. Use with "
-        "entity_id and block_start (and target_id for planet_raid_complete) instead of prefix.",
-    ),
-]
-EntityId = Annotated[
-    str | None,
-    Field(
-        min_length=1,
-        max_length=128,
-        pattern=_ID_PATTERN,
-        description="Structs mode: the struct or player entity id (for planet_raid_complete, "
-        "the fleet id), exactly as Structs writes it. Example: '5-42'.",
-    ),
-]
-TargetId = Annotated[
-    str | None,
-    Field(
-        min_length=1,
-        max_length=128,
-        pattern=_ID_PATTERN,
-        description="planet_raid_complete only: the id of the planet being raided. Example: '2-1'.",
-    ),
-]
-BlockStart = Annotated[
-    int | None,
-    Field(
-        ge=0,
-        description="Structs mode: the block height at which the action started "
-        "(its blockStart). Example: 712049.",
-    ),
-]
-Difficulty = Annotated[
-    int | None,
-    Field(
-        ge=1,
-        le=64,
-        description="Fixed difficulty: leading hex '0' characters the hash must start with, "
-        "1-64. Each step is 16x more work: 5 takes about a second, 8 minutes. "
-        "Give this or difficulty_range, not both.",
-    ),
-]
-DifficultyRange = Annotated[
-    float | None,
-    Field(
-        gt=1,
-        description="Structs age-based difficulty: the action's difficulty range R (> 1). The "
-        "required zeros fall from 64 as blocks pass: 64 - int(log10(age)/log10(R)*63). "
-        "Needs current_block_height (or the server's BLOCK_HEIGHT_URL). Example: 1800.",
-    ),
-]
-CurrentBlockHeight = Annotated[
-    int | None,
-    Field(
-        ge=0,
-        description="The chain's current block height, for age-based difficulty. Later heights "
-        "are extrapolated at the server's block time. Example: 712100.",
-    ),
-]
 
 
 class StartAnswer(BaseModel):
@@ -126,13 +46,43 @@ class JobSummary(BaseModel):
     label: str | None = None
     player_id: str | None = None
     error: str | None = None
+    tags: list[str] = []
+    batch_id: str | None = None
+    blocked_by: list[str] = []
 
 
 class ListAnswer(BaseModel):
-    jobs: list[JobSummary] = Field(description="Newest first.")
+    jobs: list[JobSummary] = Field(description="In the order asked (newest first by default).")
     total: int = Field(description="How many jobs match the filter in all.")
     limit: int
     offset: int
+
+
+class ControlAnswer(BaseModel):
+    """What pause_job and resume_job return."""
+
+    job_id: str
+    status: JobStatus = Field(description="The job's status after the call.")
+    changed: bool = Field(description="False if the job was already in that state.")
+    message: str
+    hashes: int = Field(description="Hashes done so far (kept across pauses).")
+
+
+class BatchAnswer(BaseModel):
+    """What start_proof_of_work_batch returns at once."""
+
+    batch_id: str = Field(description="Pass it to list_jobs(batch_id=...) to see the batch.")
+    job_ids: list[str] = Field(description="The new jobs, in the order of `jobs`.")
+    statuses: list[JobStatus] = Field(description="Each job's status now, in the same order.")
+    tags: list[str]
+
+
+class WaitManyAnswer(BaseModel):
+    """What wait_for_jobs returns."""
+
+    jobs: list[JobRecord] = Field(description="The records, in the order of job_ids.")
+    done: list[str] = Field(description="The ids of the jobs that have ended.")
+    timed_out: bool = Field(description="True if the wait ended before the jobs did.")
 
 
 class CleanupAnswer(BaseModel):
@@ -161,7 +111,7 @@ class VerifyAnswer(BaseModel):
     )
 
 
-def summary(record: JobRecord) -> JobSummary:
+def summary(record: JobRecord, difficulty: int | None = None) -> JobSummary:
     data: dict[str, Any] = record.job_data or {}
     proof = record.result.proof_of_work if record.result else None
     return JobSummary(
@@ -170,11 +120,15 @@ def summary(record: JobRecord) -> JobSummary:
         created_at=record.created_at,
         completed_at=record.completed_at,
         prefix=data.get("prefix"),
-        difficulty=data.get("difficulty")
+        difficulty=difficulty
+        or data.get("difficulty")
         or (record.waiting_info.current_difficulty if record.waiting_info else None),
         hashes=record.progress.hashes if record.progress else 0,
         nonce=proof.nonce if proof else None,
         label=data.get("label"),
         player_id=data.get("player_id"),
         error=record.error,
+        tags=record.tags,
+        batch_id=record.batch_id,
+        blocked_by=record.blocked_by,
     )

@@ -33,6 +33,7 @@ from store.jsonfile import JOBS_FILE, JsonFileJobStore
 from store.memory import MemoryJobStore
 from store.record import (
     ACTIVE,
+    ANY_INSTANCE,
     INTERRUPTED_ERROR,
     TERMINAL,
     UNFINISHED,
@@ -139,6 +140,7 @@ async def open_store(settings: StoreSettings) -> AsyncIterator[JobStore]:
 
 __all__ = [
     "ACTIVE",
+    "ANY_INSTANCE",
     "INTERRUPTED_ERROR",
     "JOBS_FILE",
     "TERMINAL",

@@ -259,7 +259,7 @@ class JobStore(ABC):
         return await self._owner_move(record, UNFINISHED)
 
     async def requeue(self, record: JobRecord) -> bool:
-        """The owner puts its waiting or running job back in the queue (a retry, a re-plan)."""
+        """The owner puts its job back in the queue (a retry after `run_after`, a re-plan)."""
         return await self._owner_move(record, REQUEUEABLE, status=JobStatus.QUEUED)
 
     async def release(self, record: JobRecord) -> bool:

@@ -17,7 +17,7 @@ from store.api import (
     page,
     runnable_order,
 )
-from store.record import ACTIVE, ANY_INSTANCE, JobRecord, JobStatus, copy_record
+from store.record import ACTIVE, JobRecord, JobStatus, copy_record
 from store.transitions import Change, Condition, apply_change
 
 
@@ -91,11 +91,11 @@ class MemoryJobStore(JobStore):
         return counts
 
     async def orphans(self) -> list[JobRecord]:
-        # No other instance shares these jobs: only jobs handed over have no live owner.
+        # No other instance shares these jobs: any other owner is gone.
         return [
             copy_record(r)
             for r in self._open().values()
-            if r.status in ACTIVE and r.owner in (None, ANY_INSTANCE)
+            if r.status in ACTIVE and r.owner != self.instance_id
         ]
 
     async def _insert(self, records: Sequence[JobRecord]) -> None:

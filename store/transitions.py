@@ -10,7 +10,7 @@ backend enforces the same table:
 | claim         | owner      | queued, waiting, running          | waiting or running  |
 | save_progress | owner      | any unfinished (status unchanged) | (same)              |
 | finish        | owner      | any unfinished                    | completed, failed, cancelled |
-| requeue       | owner      | waiting, running                  | queued (a retry)    |
+| requeue       | owner      | queued, waiting, running          | queued (a retry)    |
 | release       | owner      | queued, waiting, running          | queued, no owner    |
 | cancel        | anyone     | any unfinished                    | cancelled           |
 | pause         | anyone     | queued, waiting, running          | paused              |
@@ -94,7 +94,7 @@ def apply_change(stored: JobRecord, change: Change, now: datetime) -> JobRecord:
 
 # The conditions of the named operations (see the table above).
 CLAIMABLE: Final = frozenset({JobStatus.QUEUED, JobStatus.WAITING, JobStatus.RUNNING})
-REQUEUEABLE: Final = frozenset({JobStatus.WAITING, JobStatus.RUNNING})
+REQUEUEABLE: Final = ACTIVE
 PAUSABLE: Final = ACTIVE
 RESUMABLE: Final = frozenset({JobStatus.PAUSED})
 CANCELLABLE: Final = UNFINISHED

@@ -10,11 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Chain:
-    """Answers Cosmos REST blocks/latest; once armed, every request is one block later."""
+    """Answers Cosmos REST blocks/latest; once armed, every request is one block later;
+    while `down`, every request gets a 503."""
 
     def __init__(self, before: int, first: int) -> None:
         self.height, self.first = before, first
         self.armed = False
+        self.down = False
         self.lock = threading.Lock()
 
     def next(self) -> int:
@@ -31,6 +33,9 @@ def serving_chain() -> Iterator[tuple[Chain, str]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if state.down:
+                self.send_error(503)
+                return
             body = json.dumps({"block": {"header": {"height": str(state.next())}}}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

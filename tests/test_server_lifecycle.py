@@ -139,4 +139,4 @@ async def test_claude_desktop_snippet_starts_a_working_server(tmp_path: Path) ->
     params = StdioServerParameters(command=entry["command"], env=env, cwd="/")
     async with Client(params) as client:
         tools = (await client.list_tools()).tools
-    assert len(tools) == 7
+    assert len(tools) == 11

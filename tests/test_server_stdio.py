@@ -23,6 +23,10 @@ TOOLS = {
     "cancel_job",
     "wait_for_job",
     "verify_proof_of_work",
+    "pause_job",
+    "resume_job",
+    "start_proof_of_work_batch",
+    "wait_for_jobs",
 }
 
 
@@ -46,7 +50,14 @@ async def test_tools_are_listed_with_schemas_and_true_annotations(tmp_path: Path
         assert a is not None
         assert None not in (a.read_only_hint, a.destructive_hint, a.idempotent_hint), tool.name
     read_only = {n for n, t in tools.items() if t.annotations and t.annotations.read_only_hint}
-    assert {"query_proof_of_work_status", "list_jobs", "verify_proof_of_work"} <= read_only
+    assert read_only == {
+        "query_proof_of_work_status",
+        "list_jobs",
+        "verify_proof_of_work",
+        "wait_for_job",
+        "wait_for_jobs",
+    }
+    assert all(tool.title for tool in tools.values())
     assert "start_proof_of_work" not in read_only and "cancel_job" not in read_only
     assert tools["cleanup_jobs"].annotations.destructive_hint  # type: ignore[union-attr]
     assert tools["cancel_job"].annotations.destructive_hint  # type: ignore[union-attr]
