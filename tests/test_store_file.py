@@ -6,7 +6,8 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ from store import (
     DataDirError,
     JobQuery,
     JobStatus,
+    JobStore,
     StoreSettings,
     StoreWriteError,
+    connect,
     open_store,
 )
 from store.jsonfile.file import write_atomic
@@ -63,10 +66,21 @@ async def test_every_operation_is_on_disk_when_it_returns(tmp_path: Path) -> Non
         assert raw_jobs(tmp_path)[record.job_id]["status"] == "cancelled"
 
 
+@asynccontextmanager
+async def quiet_store(data_dir: Path) -> AsyncIterator[JobStore]:
+    """A JSON store without its background watcher: nothing else runs in the test's event
+    loop, so wait_all_tasks_blocked() means "the store's operations are all waiting"."""
+    store = await connect(json_settings(data_dir))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 async def test_concurrent_operations_share_one_write(
     tmp_path: Path, file_writes: list[int]
 ) -> None:
-    async with open_store(json_settings(tmp_path)) as store:
+    async with quiet_store(tmp_path) as store:
         first = make_record(owner=store.instance_id)
         others = [make_record(owner=store.instance_id) for _ in range(50)]
         before = len(file_writes)
@@ -84,7 +98,7 @@ async def test_concurrent_operations_share_one_write(
 
 
 async def test_nothing_shows_before_it_is_durable(tmp_path: Path) -> None:
-    async with open_store(json_settings(tmp_path)) as store:
+    async with quiet_store(tmp_path) as store:
         running = make_record(JobStatus.RUNNING, owner=store.instance_id)
         await store.create([running])
         new = make_record(owner=store.instance_id)
@@ -210,8 +224,15 @@ async def test_another_processs_write_is_noticed(tmp_path: Path) -> None:
         record = make_record(JobStatus.RUNNING, owner=a.instance_id)
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(b.wait_for_change)
-                await wait_all_tasks_blocked()
+                waiting = anyio.Event()
+
+                async def wait() -> None:
+                    change = b.wait_for_change()
+                    waiting.set()
+                    await change
+
+                tg.start_soon(wait)
+                await waiting.wait()
                 await a.create([record])
         seen = await b.get(record.job_id)
         assert seen is not None
