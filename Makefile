@@ -2,17 +2,18 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+KERNEL_C := $(wildcard pow/kernels/c/*.c pow/kernels/c/*.h)
 
 .PHONY: run test lint bench clean
 
-# Stamps re-run the install whenever the project definition changes.
-$(VENV)/.stamp-run: pyproject.toml setup.py pow/_sha256.c
+# Stamps re-run the install whenever the project definition or the kernel's C code changes.
+$(VENV)/.stamp-run: pyproject.toml setup.py $(KERNEL_C)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml setup.py pow/_sha256.c
+$(VENV)/.stamp-dev: pyproject.toml setup.py $(KERNEL_C)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
