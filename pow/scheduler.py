@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from pow.kernel import ChunkResult
+from pow.layout import LAYOUT_LATEST, check_layout, position_limit
 from pow.scheme import validate_difficulty
 
 HASHRATE_WINDOW_SECONDS = 3.0
@@ -25,16 +26,20 @@ class Priority(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class SearchTask:
-    """One job's search: hash prefix+nonce from `start_nonce` until `difficulty` is met."""
+    """One job's search: hash the positions of `layout` (pow.layout) from `start_nonce` on
+    until `difficulty` is met. `start_nonce` is a position (a nonce only under LAYOUT_PLAIN);
+    a job keeps the layout it was created with."""
 
     prefix: str
     difficulty: int
     priority: Priority = Priority.NORMAL
     start_nonce: int = 0
     max_iterations: int | None = None
+    layout: int = LAYOUT_LATEST
 
     def __post_init__(self) -> None:
         validate_difficulty(self.difficulty)
+        check_layout(self.layout)
         if self.start_nonce < 0:
             raise ValueError("start_nonce must be >= 0")
         if self.max_iterations is not None and self.max_iterations < 1:
@@ -43,16 +48,19 @@ class SearchTask:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
+    """Positions start .. start+count-1 of the job's layout."""
+
     job_id: str
     prefix: bytes
     start: int
     count: int
     difficulty: int
+    layout: int
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A job's search so far. `checkpoint`: every nonce below it has been hashed."""
+    """A job's search so far. `checkpoint`: every position below it has been hashed."""
 
     hashes: int
     hashrate: float
@@ -146,6 +154,9 @@ class Scheduler:
             raise ValueError(f"job {job_id} is already in the pool")
         self._seq += 1
         end = None if task.max_iterations is None else task.start_nonce + task.max_iterations
+        limit = position_limit(task.layout, task.prefix.encode())
+        if limit is not None:  # the layout's positions run out (2**53 of them)
+            end = limit if end is None else min(end, limit)
         self._jobs[job_id] = _Job(
             job_id,
             task,
@@ -174,7 +185,7 @@ class Scheduler:
             count = size if job.end is None else min(size, job.end - start)
             job.next_nonce = start + count
         job.in_flight[start] = count
-        return Chunk(job.job_id, job.prefix, start, count, job.difficulty)
+        return Chunk(job.job_id, job.prefix, start, count, job.difficulty, job.task.layout)
 
     def chunk_done(self, chunk: Chunk, result: ChunkResult, now: float) -> list[Event]:
         job = self._jobs.get(chunk.job_id)
@@ -196,7 +207,10 @@ class Scheduler:
             and job.next_nonce >= job.end
         ):
             limit = job.end - job.task.start_nonce
-            error = f"no proof within {limit} hashes (max_iterations reached)"
+            if job.task.max_iterations is None or limit < job.task.max_iterations:
+                error = f"no proof within {limit} hashes (every nonce of the search order)"
+            else:
+                error = f"no proof within {limit} hashes (max_iterations reached)"
             return [self._finish(job, OutcomeKind.EXHAUSTED, error)]
         return [(job.job_id, job.progress())]
 
