@@ -19,7 +19,7 @@ C_DIR = os.path.join("pow", "kernels", "c")
 FAST_PATH_HELP = """
 ******************************************************************************************
 pow-mcp: the compiled SHA-256 kernel could not be built ({error}).
-pow-mcp is installed and works, but hashes with the pure-Python hashlib kernel, about 30x
+pow-mcp is installed and works, but hashes with the pure-Python hashlib kernel, about 20x
 slower. To get the fast path, install a C compiler and Python's headers, then reinstall:
   Debian/Ubuntu: apt install build-essential python3-dev    Fedora: dnf install gcc python3-devel
   macOS: xcode-select --install    Windows: Microsoft C++ Build Tools (Desktop C++ workload)

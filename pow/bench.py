@@ -153,7 +153,7 @@ def latencies(workers: int, kernel: str | None = None) -> dict[str, float]:
 
 
 def _rate_line(label: str, rate: float, baseline: float, extra: str = "") -> str:
-    return f"{label:<34}{rate / 1e6:8.2f} M hashes/s  {rate / baseline:6.2f}x naive{extra}"
+    return f"{label:<42}{rate / 1e6:8.2f} M hashes/s  {rate / baseline:6.2f}x naive{extra}"
 
 
 def run(

@@ -31,7 +31,7 @@ C_NONCE_LIMIT = 2**64  # the C code takes nonces below this
 
 FAST_PATH_HELP = (
     "the compiled SHA-256 kernel (pow.kernels._sha256) is not built, so hashing uses the "
-    "pure-Python hashlib kernel, about 30x slower. To get the fast path, install a C compiler "
+    "pure-Python hashlib kernel, about 20x slower. To get the fast path, install a C compiler "
     "and Python's headers (Debian/Ubuntu: apt install build-essential python3-dev; Fedora: "
     "dnf install gcc python3-devel; macOS: xcode-select --install; Windows: the Microsoft C++ "
     "Build Tools) and reinstall pow-mcp (pip install --force-reinstall --no-cache-dir pow-mcp, "
