@@ -2,17 +2,19 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+KERNEL_C := $(wildcard pow/kernels/c/*.c pow/kernels/c/*.h)
+KERNEL_CORE := pow/kernels/c/sha256_search.c pow/kernels/c/kat.c
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench test-arm64 test-sanitize clean
 
-# Stamps re-run the install whenever the project definition changes.
-$(VENV)/.stamp-run: pyproject.toml setup.py pow/_sha256.c
+# Stamps re-run the install whenever the project definition or the kernel's C code changes.
+$(VENV)/.stamp-run: pyproject.toml setup.py $(KERNEL_C)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml setup.py pow/_sha256.c
+$(VENV)/.stamp-dev: pyproject.toml setup.py $(KERNEL_C)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -31,6 +33,45 @@ test: lint
 
 bench: $(VENV)/.stamp-run
 	$(BIN)/python benchmarks/hashrate.py
+
+# The kernel's known-answer driver cross-compiled for arm64 (with gcc, and with clang when
+# there is one) and run under qemu: the ARMv8 SHA-2 engine and the portable one against a
+# reference SHA-256. Installs nothing: it needs gcc-aarch64-linux-gnu and qemu-user.
+ARM64_CC ?= aarch64-linux-gnu-gcc
+QEMU_ARM64 ?= qemu-aarch64
+test-arm64:
+	@if ! command -v $(ARM64_CC) >/dev/null || ! command -v $(QEMU_ARM64) >/dev/null; then \
+	    echo "test-arm64: skipped, it needs $(ARM64_CC) and $(QEMU_ARM64)" \
+	         "(Debian/Ubuntu: apt-get install gcc-aarch64-linux-gnu qemu-user)"; exit 0; fi; \
+	set -e; mkdir -p build/arm64; \
+	$(ARM64_CC) -O2 -Wall -Wextra -Werror -static -o build/arm64/kat-gcc $(KERNEL_CORE); \
+	echo "== arm64, gcc (qemu-aarch64 -cpu max)"; \
+	$(QEMU_ARM64) -cpu max build/arm64/kat-gcc --require armv8-sha2; \
+	if command -v clang >/dev/null; then \
+	    for f in $(KERNEL_CORE); do \
+	        clang --target=aarch64-linux-gnu -O2 -Wall -Wextra -Werror -c $$f \
+	            -o build/arm64/$$(basename $$f .c)-clang.o; done; \
+	    $(ARM64_CC) -static -o build/arm64/kat-clang build/arm64/*-clang.o; \
+	    echo "== arm64, clang (qemu-aarch64 -cpu neoverse-n1)"; \
+	    $(QEMU_ARM64) -cpu neoverse-n1 build/arm64/kat-clang --require armv8-sha2; fi
+
+# The extension built with AddressSanitizer and UBSan in a copy of the tree, and the kernel
+# tests (every message length, every engine) run against it.
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_DIR := build/sanitize
+test-sanitize: $(VENV)/.stamp-dev
+	rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
+	cp -r pow tests setup.py pyproject.toml MANIFEST.in README.md $(SAN_DIR)/
+	find $(SAN_DIR) -name '*.so' -delete
+	cd $(SAN_DIR) && CC=gcc CFLAGS="$(SAN_FLAGS) -g" LDFLAGS="$(SAN_FLAGS)" \
+	    ../../$(BIN)/python setup.py -q build_ext --inplace 2>&1 | grep -v "^$$" || true
+	cd $(SAN_DIR) && export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" && \
+	    ../../$(BIN)/python -c "from pow.kernels import native; \
+	        assert native._ext and '$(SAN_DIR)' in native._ext.__file__, native.missing_reason()" && \
+	    ../../$(BIN)/python -m pytest -q -p no:cacheprovider \
+	        tests/test_kernel.py tests/test_layout.py tests/test_native_kernel.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,25 +1,67 @@
 """Build hook for the optional compiled search kernel; metadata lives in pyproject.toml.
 
-`pow._sha256` (pow/_sha256.c) holds the SHA-NI, AVX2 and portable C search kernels. It is
-optional: where it cannot be compiled (no C compiler), the install still succeeds and
-pow.kernel falls back to the hashlib kernel. No -march=native: the x86 paths are compiled
-with per-function target attributes and picked at run time, so the build runs on any CPU.
+`pow.kernels._sha256` (pow/kernels/c/: the search core sha256_search.c, which needs no
+Python.h, and its binding module.c) holds the SHA-NI, AVX2, ARMv8 and portable C engines. It
+is optional: where it cannot be compiled, the install still succeeds, says how to get the
+fast path, and pow.kernels falls back to the hashlib kernel. No -march=native: the ISA engines
+are compiled with per-function target attributes and picked at run time, so the build runs
+on any CPU of its architecture.
 """
 
 import os
+import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
-# MSVC takes other flags; everything else here is gcc or clang.
-compile_args = ["/O2"] if os.name == "nt" else ["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+C_DIR = os.path.join("pow", "kernels", "c")
+
+FAST_PATH_HELP = """
+******************************************************************************************
+pow-mcp: the compiled SHA-256 kernel could not be built ({error}).
+pow-mcp is installed and works, but hashes with the pure-Python hashlib kernel, about 20x
+slower. To get the fast path, install a C compiler and Python's headers, then reinstall:
+  Debian/Ubuntu: apt install build-essential python3-dev    Fedora: dnf install gcc python3-devel
+  macOS: xcode-select --install    Windows: Microsoft C++ Build Tools (Desktop C++ workload)
+  then: pip install --force-reinstall --no-cache-dir pow-mcp   (in a checkout: make clean run)
+******************************************************************************************
+"""
+
+
+class OptionalBuildExt(build_ext):
+    """Builds the kernel if this machine can; if not, installs without it and says why."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # no compiler at all (DistutilsPlatformError and the like)
+            self.warn_fallback(exc)
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # the compiler failed
+            self.warn_fallback(exc)
+
+    @staticmethod
+    def warn_fallback(exc: Exception) -> None:
+        print(FAST_PATH_HELP.format(error=f"{type(exc).__name__}: {exc}"), file=sys.stderr)
+
+
+# MSVC takes other flags (and C11 for _Alignas); everything else here is gcc or clang.
+if os.name == "nt":
+    compile_args = ["/O2", "/std:c11"]
+else:
+    compile_args = ["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
 setup(
     ext_modules=[
         Extension(
-            "pow._sha256",
-            sources=["pow/_sha256.c"],
+            "pow.kernels._sha256",
+            sources=[os.path.join(C_DIR, "sha256_search.c"), os.path.join(C_DIR, "module.c")],
+            depends=[os.path.join(C_DIR, "sha256_search.h")],
             extra_compile_args=compile_args,
-            optional=True,
         )
-    ]
+    ],
+    cmdclass={"build_ext": OptionalBuildExt},
 )

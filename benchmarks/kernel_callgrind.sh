@@ -1,35 +1,54 @@
 #!/usr/bin/env bash
-# Instructions per hash of each compiled kernel, counted by callgrind: a figure that does not
-# move with the load of a shared machine, for comparing two versions of pow/_sha256.c.
+# Instructions per hash of the avx2 and scalar-c engines, counted by callgrind, per prefix
+# class: the baseline kernel (benchmarks/baseline.py, plain order) against today's (latest
+# layout), both from position 10**9 as in hashrate.py. Unlike wall-clock rates, these figures
+# do not move with the load of a shared machine.
 #
-# Usage: benchmarks/kernel_callgrind.sh [PREFIX]   (after `python setup.py build_ext --inplace`)
+# Usage: benchmarks/kernel_callgrind.sh [ENGINE...]   (default: avx2 scalar-c)
 #
-# Valgrind does not emulate the SHA extensions and hides them from cpuid, so the sha-ni
-# kernel is not listed here; compare sha-ni versions by timing (several alternating runs).
+# Valgrind does not emulate the SHA extensions and hides them from cpuid, so sha-ni is not
+# counted here; hashrate.py gives its rounds per hash and its rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-PREFIX=${1:-5-42BUILD1000NONCE}
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
 export PYTHONHASHSEED=0 # the same start-up work in every run
+engines=${*:-avx2 scalar-c}
+"$PY" benchmarks/baseline.py >/dev/null # built outside valgrind
 
-instructions() { # engine count -> total instructions of a run hashing `count` nonces
+# which engine class count -> total instructions of a run hashing `count` positions
+instructions() {
     local out
     out=$(mktemp)
     valgrind --tool=callgrind --callgrind-out-file="$out" "$PY" -c "
 import sys
-from pow import _sha256
-_sha256.search(sys.argv[1], sys.argv[2].encode(), 10**9, int(sys.argv[3]), 64)
-" "$1" "$PREFIX" "$2" 2>/dev/null >/dev/null
+sys.path.insert(0, 'benchmarks')
+import baseline
+from pow.bench import PREFIX_CLASSES
+from pow.kernels.native import CompiledKernel
+from pow.layout import LAYOUT_LATEST
+which, engine, label, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+prefix = PREFIX_CLASSES[label]
+if which == 'before':
+    baseline.load().search(engine, prefix, 10**9, count, 64)
+else:
+    CompiledKernel(engine).search(prefix, 10**9, count, 64, LAYOUT_LATEST)
+" "$@" >/dev/null 2>&1
     awk '/^summary:/ {print $2}' "$out"
     rm -f "$out"
 }
 
-engines=$("$PY" -c "from pow import _sha256; print(' '.join(_sha256.engines()))")
-# Valgrind's CPU has no SHA extensions, so ask under valgrind which engines it can run.
-engines=$(valgrind -q "$PY" -c "from pow import _sha256; print(' '.join(_sha256.engines()))" 2>/dev/null || echo "$engines")
-for engine in $engines; do
-    small=$(instructions "$engine" 1000)
-    large=$(instructions "$engine" 41000)
-    echo "$engine: $(( (large - small) / 40000 )) instructions per hash (prefix '$PREFIX')"
-done
+labels=$("$PY" -c "from pow.bench import PREFIX_CLASSES; print('\n'.join(PREFIX_CLASSES))")
+printf '%-26s %-9s %10s %10s %8s\n' "prefix class" engine before now ratio
+while IFS= read -r label; do
+    for engine in $engines; do
+        per_hash=()
+        for which in before now; do
+            small=$(instructions "$which" "$engine" "$label" 1000)
+            large=$(instructions "$which" "$engine" "$label" 41000)
+            per_hash+=($(((large - small) / 40000)))
+        done
+        printf '%-26s %-9s %10d %10d %7.2fx\n' "$label" "$engine" "${per_hash[0]}" \
+            "${per_hash[1]}" "$(echo "${per_hash[1]} / ${per_hash[0]}" | bc -l)"
+    done
+done <<<"$labels"

@@ -1,7 +1,8 @@
 """Hash-rate and latency measurements behind `pow-mcp bench` and benchmarks/hashrate.py.
 
 Every figure is also printed as a ratio to a naive hashlib loop measured in the same run,
-because absolute rates on shared machines drift from minute to minute.
+because absolute rates on shared machines drift from minute to minute. Kernels are measured
+as jobs run them: positions from 0 of the latest search layout.
 """
 
 from __future__ import annotations
@@ -13,12 +14,25 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from pow.kernel import available_kernels, get_kernel
+from pow.kernels import available_kernels, get_kernel, native
+from pow.layout import LAYOUT_LATEST, nonce_at
 from pow.pool import WorkerPool, default_workers
 from pow.scheduler import Outcome, Priority, Progress, SearchTask
 
 PREFIX = "5-42BUILD1000NONCE"
 NEVER = 64  # a difficulty no run will meet, so every nonce is hashed
+# Where kernels are timed: a job of difficulty 7-8 spends most of its hashes around here, past
+# the few fast nonces of some prefix lengths (see PREFIX_CLASSES).
+POSITION = 10**9
+
+# Prefix lengths that hash differently (see pow.layout), as the issue tracker names them.
+PREFIX_CLASSES = {
+    "Structs-style, 18 bytes": b"5-42BUILD1000NONCE",
+    "Structs-style, 23 bytes": b"9-30@2-1RAID712049NONCE",
+    "50-55 bytes: 52": b"a 52-byte prefix, as long as those that paid twice: ",
+    "120+ bytes: 122": b"a 122-byte prefix ".ljust(122, b"-"),
+    "narrow band: 47 bytes": b"a 47-byte prefix, in the band of two blocks...:",
+}
 
 
 def cpu_model() -> str:
@@ -44,15 +58,43 @@ def naive_rate(seconds: float) -> float:
             return n / elapsed
 
 
-def kernel_rate(name: str, seconds: float) -> float:
-    kernel = get_kernel(name)
-    prefix, start, count = PREFIX.encode(), 0, 20_000
+def search_rate(search: Callable[[int, int], object], seconds: float, start: int = 0) -> float:
+    """hashes/s of search(start, count) over consecutive ranges for about `seconds`."""
+    position, count = start, 20_000
     began = time.perf_counter()
     while (elapsed := time.perf_counter() - began) < seconds:
-        kernel.search(prefix, start, count, NEVER)
-        start += count
+        search(position, count)
+        position += count
         count = min(count * 2, 50_000_000)
-    return start / elapsed
+    return (position - start) / elapsed
+
+
+def kernel_rate(
+    name: str, seconds: float, prefix: bytes = PREFIX.encode(), position: int = POSITION
+) -> float:
+    """hashes/s of one kernel on the positions of a job from `position` on."""
+    kernel = get_kernel(name)
+    return search_rate(
+        lambda p, n: kernel.search(prefix, p, n, NEVER, LAYOUT_LATEST), seconds, position
+    )
+
+
+def rounds_per_hash(engine: str, prefix: bytes, position: int = POSITION) -> float | None:
+    """SHA-256 rounds a compiled engine spends per hash at `position` of a job (None: not a
+    compiled engine)."""
+    ext = native._ext
+    if ext is None or engine not in ext.engines():
+        return None
+    digits = len(str(nonce_at(LAYOUT_LATEST, prefix, position)))
+    return float(ext.rounds_per_hash(engine, len(prefix), digits))
+
+
+def kernel_path() -> str:
+    """Which kernel "auto" runs, and why, in one line."""
+    chosen = get_kernel().name
+    if native._ext is None:
+        return f"{chosen} ({native.missing_reason()})"
+    return f"{chosen} (compiled engines this CPU runs: {', '.join(native._ext.engines())})"
 
 
 class _Events:
@@ -111,7 +153,7 @@ def latencies(workers: int, kernel: str | None = None) -> dict[str, float]:
 
 
 def _rate_line(label: str, rate: float, baseline: float, extra: str = "") -> str:
-    return f"{label:<34}{rate / 1e6:8.2f} M hashes/s  {rate / baseline:6.2f}x naive{extra}"
+    return f"{label:<42}{rate / 1e6:8.2f} M hashes/s  {rate / baseline:6.2f}x naive{extra}"
 
 
 def run(
@@ -132,6 +174,9 @@ def run(
     }
     for name in available_kernels():
         probes[f"kernel {name}, 1 process"] = partial(kernel_rate, name, seconds)
+    for label, prefix in PREFIX_CLASSES.items():
+        if prefix != PREFIX.encode():
+            probes[f"kernel {kernel}, {label}"] = partial(kernel_rate, kernel, seconds, prefix)
     for n in range(1, max_workers + 1):
         label = f"pool {kernel}, {n} worker{'s' if n > 1 else ''}"
         probes[label] = partial(pool_rate, n, seconds)
@@ -140,11 +185,21 @@ def run(
         for label, probe in probes.items():
             best[label] = max(best[label], probe())
     out(f"CPU: {cpu_model()} ({default_workers()} logical CPUs); best of {rounds} rounds")
+    out(f"kernel: {kernel_path()}")
+    out(
+        f'kernels hash the prefix "{PREFIX}" unless a prefix class is named, from position '
+        f"{POSITION:,} of the latest layout"
+    )
     baseline = best.pop("baseline: naive hashlib loop")
     out(_rate_line("baseline: naive hashlib loop", baseline, baseline))
     single = best.get(f"pool {kernel}, 1 worker", 0.0)
     for label, rate in best.items():
         extra = f"  {rate / single:5.2f}x 1 worker" if label.startswith("pool") and single else ""
+        if label.startswith("kernel"):
+            engine = label.split()[1].rstrip(",")
+            hashed = next((p for c, p in PREFIX_CLASSES.items() if label.endswith(c)), None)
+            rounds_left = rounds_per_hash(engine, hashed or PREFIX.encode())
+            extra = f"  {rounds_left:5.1f} rounds/hash" if rounds_left else ""
         out(_rate_line(label, rate, baseline, extra))
     for label, value in latencies(max_workers).items():
         out(f"latency: {label:<40}{value * 1000:6.0f} ms")

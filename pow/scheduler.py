@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from pow.kernel import ChunkResult
+from pow.layout import LAYOUT_LATEST, check_layout, position_limit
 from pow.scheme import validate_difficulty
 
 HASHRATE_WINDOW_SECONDS = 3.0
@@ -60,7 +61,8 @@ class Best:
 
 @dataclass(frozen=True, slots=True)
 class SearchTask:
-    """One job's search: hash prefix + nonce in search order until `difficulty` is met.
+    """One job's search: hash prefix + nonce in its search order (`layout`, pow.layout)
+    until `difficulty` is met. A job keeps the layout it was created with.
 
     `checkpoint`, `hashes` and `best` continue an earlier search of the same job;
     `max_iterations` bounds the positions searched in all (the search covers
@@ -74,9 +76,11 @@ class SearchTask:
     checkpoint: Checkpoint = Checkpoint()
     hashes: int = 0
     best: Best | None = None
+    layout: int = LAYOUT_LATEST
 
     def __post_init__(self) -> None:
         validate_difficulty(self.difficulty)
+        check_layout(self.layout)
         if self.max_iterations is not None and self.max_iterations < 1:
             raise ValueError("max_iterations must be >= 1")
         if self.hashes < 0:
@@ -85,11 +89,14 @@ class SearchTask:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
+    """Positions start .. start+count-1 of the job's layout."""
+
     job_id: str
     prefix: bytes
     start: int
     count: int
     difficulty: int
+    layout: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +197,10 @@ class Scheduler:
             raise ValueError(f"job {job_id} is already in the pool")
         self._seq += 1
         checkpoint = task.checkpoint
+        end = task.max_iterations
+        limit = position_limit(task.layout, task.prefix.encode())
+        if limit is not None:  # the layout's positions run out (2**53 of them)
+            end = limit if end is None else min(end, limit)
         job = self._jobs[job_id] = _Job(
             job_id,
             task,
@@ -197,7 +208,7 @@ class Scheduler:
             self._seq,
             task.difficulty,
             checkpoint.position,
-            task.max_iterations,
+            end,
             task.hashes,
             retry=list(checkpoint.pending),
         )
@@ -232,7 +243,7 @@ class Scheduler:
             count = size if job.end is None else min(size, job.end - start)
             job.next_nonce = start + count
         job.in_flight[start] = count
-        return Chunk(job.job_id, job.prefix, start, count, job.difficulty)
+        return Chunk(job.job_id, job.prefix, start, count, job.difficulty, job.task.layout)
 
     def chunk_done(self, chunk: Chunk, result: ChunkResult, now: float) -> list[Event]:
         job = self._jobs.get(chunk.job_id)
@@ -254,7 +265,11 @@ class Scheduler:
     def _exhausted_or_none(self, job: _Job) -> list[Event]:
         if job.end is None or job.retry or job.in_flight or job.next_nonce < job.end:
             return []
-        error = f"no proof within {job.end} hashes (max_iterations reached)"
+        limit = job.task.max_iterations
+        if limit is None or job.end < limit:
+            error = f"no proof within {job.end} hashes (every nonce of the search order)"
+        else:
+            error = f"no proof within {job.end} hashes (max_iterations reached)"
         return [self._finish(job, OutcomeKind.EXHAUSTED, error)]
 
     def chunk_lost(self, chunk: Chunk) -> list[Event]:

@@ -13,13 +13,15 @@ import time
 from multiprocessing.connection import Connection
 
 from pow.kernel import get_kernel
+from pow.layout import LAYOUT_LATEST
 
 PARENT_CHECK_SECONDS = 0.5
 CALIBRATION_SECONDS = 0.05
 CALIBRATION_PREFIX = b"pow-mcp-calibration-"
 
 # Wire formats (plain tuples: they pickle fastest).
-#   parent -> worker: (job_id, prefix, start, count, difficulty), or None to stop
+#   parent -> worker: (job_id, prefix, start, count, difficulty, layout), or None to stop
+#       (start and count are positions of the layout)
 #   worker -> parent: ("ready", pid, hashes_per_second) once, then for each chunk
 #       (job_id, start, found_nonce, hashes, best_nonce, best_zeros, best_hash, seconds)
 
@@ -45,7 +47,7 @@ def _calibrate(kernel_name: str) -> float:
     count, start = 1024, 0
     began = time.perf_counter()
     while (elapsed := time.perf_counter() - began) < CALIBRATION_SECONDS:
-        kernel.search(CALIBRATION_PREFIX, start, count, 64)
+        kernel.search(CALIBRATION_PREFIX, start, count, 64, LAYOUT_LATEST)
         start += count
         count *= 2
     return start / elapsed
@@ -66,9 +68,9 @@ def worker_main(conn: Connection, parent_pid: int, kernel_name: str) -> None:
             return
         if task is None:
             return
-        job_id, prefix, start, count, difficulty = task
+        job_id, prefix, start, count, difficulty, layout = task
         began = time.perf_counter()
-        r = kernel.search(prefix, start, count, difficulty)
+        r = kernel.search(prefix, start, count, difficulty, layout)
         seconds = time.perf_counter() - began
         try:
             conn.send(

@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from pow.difficulty import age_difficulty, expected_hashes
+from pow.layout import LAYOUT_LATEST
 from pow.pool import HashingPool, LocalPool
 from server.blocks import Anchor, BlockClock
 from server.config import Config
@@ -39,7 +40,7 @@ from store import (
     open_store,
     utc_now,
 )
-from store.record import ANY_INSTANCE, Recovery
+from store.record import ANY_INSTANCE, Checkpoint, Recovery
 from store.writer import ProgressWriter
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class JobManager:
                 blocked_by=[d for d in spec.depends_on if deps[d] is not JobStatus.COMPLETED],
                 keep_until=keep_until,
                 kernel=self.pool.kernel_name,
+                checkpoint=Checkpoint(layout=LAYOUT_LATEST),  # its search order, for good
             )
             if spec.age_based:
                 record = self._initial_wait(record, spec, anchor)

@@ -17,6 +17,7 @@ from enum import StrEnum
 import anyio
 
 from pow.difficulty import age_difficulty, eta_seconds, first_valid_age, valid_from_block
+from pow.layout import LAYOUT_LATEST
 from pow.pool.base import HashingPool
 from pow.scheduler import Best, Checkpoint, Outcome, OutcomeKind, Progress, SearchTask
 from server.blocks import Anchor, BlockClock
@@ -165,6 +166,7 @@ class Runner:
             checkpoint=_pool_checkpoint(record),
             hashes=record.progress.hashes,
             best=_best(record),
+            layout=layout_of(record),
         )
         log.info("job %s hashing at difficulty %d", job.job_id, job.difficulty)
         budget = float("inf")
@@ -236,7 +238,7 @@ class Runner:
                     best_hash=p.best_hash,
                 ),
                 "checkpoint": StoredCheckpoint(
-                    layout=1,
+                    layout=layout_of(job.record),
                     position=p.checkpoint.position,
                     in_flight=list(p.checkpoint.pending),
                 ),
@@ -490,6 +492,12 @@ def waiting_info(spec: JobSpec, height: int, difficulty: int, start: int) -> Wai
         start_difficulty=start,
         blocks_remaining=max(0, spec.block_start + start_age - height),
     )
+
+
+def layout_of(record: JobRecord) -> int:
+    """The job's search order: the one it was created with (a job with no checkpoint has
+    searched nothing yet, and takes the latest)."""
+    return record.checkpoint.layout if record.checkpoint is not None else LAYOUT_LATEST
 
 
 def _pool_checkpoint(record: JobRecord) -> Checkpoint:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from pow.layout import LAYOUT_PLAIN, nonce_at
+
 
 def ref_hash(message: bytes) -> str:
     return hashlib.sha256(message).hexdigest()
@@ -17,15 +19,17 @@ def ref_zeros(hex_hash: str) -> int:
 
 
 def ref_search(
-    prefix: bytes, start: int, count: int, difficulty: int
+    prefix: bytes, start: int, count: int, difficulty: int, layout: int = LAYOUT_PLAIN
 ) -> tuple[int | None, int, int, int, str]:
-    """(found_nonce, hashes, best_nonce, best_zeros, best_hash) by brute force."""
-    best = (-1, start, "")
-    for nonce in range(start, start + count):
+    """(found_nonce, hashes, best_nonce, best_zeros, best_hash) by brute force over positions
+    start .. start+count-1 of `layout`, one `nonce_at` per position."""
+    best = (-1, 0, "")
+    for position in range(start, start + count):
+        nonce = nonce_at(layout, prefix, position)
         h = ref_hash(prefix + str(nonce).encode())
         z = ref_zeros(h)
         if z > best[0]:
             best = (z, nonce, h)
         if z >= difficulty:
-            return nonce, nonce - start + 1, nonce, z, h
+            return nonce, position - start + 1, nonce, z, h
     return None, count, best[1], best[0], best[2]

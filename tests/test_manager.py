@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from pow.layout import LAYOUT_LATEST
 from pow.pool.base import JobHandle, ProgressCallback
 from pow.pool.inline import InlinePool
 from pow.scheduler import Outcome, OutcomeKind, Progress, SearchTask
@@ -183,3 +184,25 @@ async def test_a_graceful_stop_follows_the_policy(tmp_path: Path) -> None:
         for record in (await store.get(job.job_id), await store.get(queued.job_id)):
             assert record is not None and record.status is status
             assert record.owner == (ANY_INSTANCE if policy == "resume" else "test-instance")
+
+
+async def test_a_job_keeps_the_search_order_it_was_created_with(tmp_path: Path) -> None:
+    async with manager(tmp_path) as m:
+        (new,) = await m.start([spec("order-", 3)])
+        assert new.checkpoint is not None and new.checkpoint.layout == LAYOUT_LATEST
+        old = make_record(
+            JobStatus.PAUSED,
+            owner="test-instance",
+            job_data={"prefix": "order-", "difficulty": 3},
+            checkpoint=1000,  # a checkpoint from before layouts: a bare nonce
+        )
+        await m.store.create([old])
+        await m.resume(old.job_id)
+        done_old, done_new = await ended(m, old.job_id), await ended(m, new.job_id)
+    for done in (done_old, done_new):
+        assert done.result is not None and done.result.proof_of_work is not None
+    # The old job went on in the plain order (nonce = position, from 1000 on); the new one
+    # searches the latest layout, whose nonces for a short prefix have 16 digits.
+    assert 1000 <= int(done_old.result.proof_of_work.nonce or 0) < 10**15
+    assert done_old.checkpoint is not None and done_old.checkpoint.layout == 1
+    assert len(done_new.result.proof_of_work.nonce or "") == 16

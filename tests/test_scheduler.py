@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pow.kernel import ChunkResult, HashlibKernel
+from pow.layout import LAYOUT_PLAIN
 from pow.scheduler import (
     Best,
     Checkpoint,
@@ -21,7 +22,7 @@ kernel = HashlibKernel()
 
 
 def run_chunk(s: Scheduler, chunk: Chunk, now: float = 1.0) -> list[tuple[str, object]]:
-    result = kernel.search(chunk.prefix, chunk.start, chunk.count, chunk.difficulty)
+    result = kernel.search(chunk.prefix, chunk.start, chunk.count, chunk.difficulty, chunk.layout)
     return list(s.chunk_done(chunk, result, now))
 
 
@@ -126,7 +127,7 @@ def test_lost_chunk_is_handed_out_again_then_the_job_fails() -> None:
 
 def test_found_proof_ends_the_job_and_late_chunks_are_ignored() -> None:
     s = Scheduler()
-    s.add("j", SearchTask("abc-", 3))
+    s.add("j", SearchTask("abc-", 3, layout=LAYOUT_PLAIN))
     a, b = s.next_chunk(5000, 0.0), s.next_chunk(5000, 0.0)
     assert a and b
     (_, outcome) = run_chunk(s, a)[0]
@@ -137,7 +138,7 @@ def test_found_proof_ends_the_job_and_late_chunks_are_ignored() -> None:
 
 def test_lowering_difficulty_finishes_with_a_best_hash_already_good_enough() -> None:
     s = Scheduler()
-    s.add("j", SearchTask("abc-", 10))
+    s.add("j", SearchTask("abc-", 10, layout=LAYOUT_PLAIN))
     chunk = s.next_chunk(30_000, 0.0)
     assert chunk
     run_chunk(s, chunk)  # best so far has 4 zeros (nonce 25104)
@@ -155,3 +156,14 @@ def test_task_validation() -> None:
     s.add("j", SearchTask("a", 3))
     with pytest.raises(ValueError, match="already"):
         s.add("j", SearchTask("a", 3))
+
+
+def test_a_search_ends_where_its_order_does() -> None:
+    s = Scheduler()
+    end = 2**53  # the latest layout's positions: every nonce up to 2**53 - 1
+    s.add("j", SearchTask("abc-", 64, checkpoint=Checkpoint(end - 10), hashes=end - 10))
+    chunk = s.next_chunk(1000, 0.0)
+    assert chunk is not None and (chunk.start, chunk.count) == (end - 10, 10)
+    (_, outcome) = s.chunk_done(chunk, miss(chunk), 1.0)[0]
+    assert isinstance(outcome, Outcome) and outcome.kind is OutcomeKind.EXHAUSTED
+    assert outcome.error == f"no proof within {end} hashes (every nonce of the search order)"

@@ -66,7 +66,9 @@ class InlinePool(HashingPool):
                 await self._work.wait()
                 self._work = anyio.Event()
                 continue
-            result = self._kernel.search(chunk.prefix, chunk.start, chunk.count, chunk.difficulty)
+            result = self._kernel.search(
+                chunk.prefix, chunk.start, chunk.count, chunk.difficulty, chunk.layout
+            )
             await (
                 anyio.lowlevel.checkpoint()
             )  # the chunk was "out" meanwhile: stops and cancels may land

@@ -245,7 +245,14 @@ class WorkerPool:
             # If the worker is dead its sentinel says so, and the chunk is handed out again.
             with suppress(OSError):
                 worker.conn.send(
-                    (chunk.job_id, chunk.prefix, chunk.start, chunk.count, chunk.difficulty)
+                    (
+                        chunk.job_id,
+                        chunk.prefix,
+                        chunk.start,
+                        chunk.count,
+                        chunk.difficulty,
+                        chunk.layout,
+                    )
                 )
 
     def _on_message(self, worker: _Worker, message: Any) -> None:
