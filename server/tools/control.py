@@ -161,8 +161,14 @@ def _control(record: JobRecord, changed: bool, verb: str) -> CallToolResult:
             f"job {job_id} has already ended ({status}); only queued, waiting, running or "
             "paused jobs can be paused or resumed"
         )
-    if changed:
-        message = f"Job {job_id} is {status} now. " + describe(record)
+    hashes = record.progress.hashes
+    if changed and verb == "pause":
+        message = describe(record)
+    elif changed:
+        message = (
+            f"Job {job_id} is {status} again and goes on from its checkpoint "
+            f"({hashes:,} hashes so far). Call wait_for_job for the nonce and hash."
+        )
     elif verb == "pause":
         message = f"Job {job_id} was already paused; nothing changed."
     else:
@@ -172,6 +178,6 @@ def _control(record: JobRecord, changed: bool, verb: str) -> CallToolResult:
         status=JobStatus(status),
         changed=changed,
         message=message,
-        hashes=record.progress.hashes,
+        hashes=hashes,
     )
     return answer(model, message)
