@@ -10,12 +10,16 @@ from importlib.metadata import PackageNotFoundError, version
 
 import anyio
 import uvicorn
+from anyio.abc import TaskGroup
 from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 
 from server import resources
 from server.config import Config, ConfigError
 from server.manager import JobManager, open_manager
+from server.resources import JobFeed, ResourceWire
+from server.tasks import TaskBoard, TasksProtocol
 from server.tools import build_tools
 
 log = logging.getLogger("pow-mcp")
@@ -35,15 +39,24 @@ def _version() -> str:
         return "0+unknown"
 
 
-def build_server(manager: JobManager) -> MCPServer:
+def build_server(manager: JobManager, task_group: TaskGroup) -> MCPServer:
+    """The MCP server over `manager`; its background work (job notifications) runs in
+    `task_group`."""
+    bus = InMemorySubscriptionBus()
+    feed = JobFeed(manager, bus)
+    tasks = TasksProtocol(TaskBoard(manager), task_group)
     mcp: MCPServer = MCPServer(
         name="pow-mcp",
         title="Proof-of-work jobs",
         instructions=INSTRUCTIONS,
         version=_version(),
         tools=build_tools(manager),
+        extensions=[tasks],
+        subscriptions=bus,
+        middleware=[tasks.middleware, ResourceWire(feed)],
     )
-    resources.register(mcp, manager)
+    resources.register(mcp, manager, feed)
+    task_group.start_soon(feed.run, name="job notifications")
     return mcp
 
 
@@ -117,8 +130,8 @@ async def serve(config: Config) -> None:
             manager.pool.hashrate / 1e6,
             config.transport,
         )
-        mcp = build_server(manager)
         async with anyio.create_task_group() as tg:
+            mcp = build_server(manager, tg)
             tg.start_soon(_stop_on_signal, manager, tg.cancel_scope, config.transport == "stdio")
             if sock is not None:
                 await _serve_http(mcp, config, sock)

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import anyio
 from anyio.abc import TaskGroup
@@ -26,7 +26,7 @@ from server.blocks import Anchor, BlockClock
 from server.config import Config
 from server.dispatcher import Dispatcher
 from server.runner import LiveJob, Runner, StopReason, waiting_info
-from server.spec import JobInputError, JobSpec, new_id
+from server.spec import JobInputError, JobSpec, TaskRequest, new_id
 from store import (
     ACTIVE,
     INTERRUPTED_ERROR,
@@ -100,7 +100,7 @@ class JobManager:
         tags: Sequence[str] = (),
         batch_id: str | None = None,
         principal: str | None = None,
-        keep_until: datetime | None = None,
+        task: TaskRequest | None = None,
     ) -> list[JobRecord]:
         """Record the jobs durably (all or none) and queue them; returns their records."""
         if self._closing:
@@ -122,13 +122,16 @@ class JobManager:
                 batch_id=batch_id,
                 tags=sorted(set(spec.tags) | set(tags)),
                 blocked_by=[d for d in spec.depends_on if deps[d] is not JobStatus.COMPLETED],
-                keep_until=keep_until,
                 kernel=self.pool.kernel_name,
                 checkpoint=Checkpoint(layout=LAYOUT_LATEST),  # its search order, for good
             )
             if spec.age_based:
                 record = self._initial_wait(record, spec, anchor)
             records.append(record)
+        if task is not None:  # the first job heads the task: its id is the job's or the batch's
+            keep = None if task.ttl_seconds is None else now + timedelta(seconds=task.ttl_seconds)
+            records[0] = records[0].model_copy(update={"task_id": batch_id or records[0].job_id})
+            records = [r.model_copy(update={"keep_until": keep}) for r in records]
         await self.store.create(records)
         for record, spec in zip(records, specs, strict=True):
             log.info("job %s created: prefix %r, %s", record.job_id, spec.prefix, _describe(spec))
@@ -281,7 +284,7 @@ class JobManager:
                 if report is not None and now - last_report >= PROGRESS_REPORT_SECONDS:
                     last_report = now
                     await report(record)
-                await self._next_change([job_id])
+                await self.next_change([job_id])
                 record = await self.get(job_id)
             return record, False
         return await self.get(job_id), True
@@ -309,11 +312,11 @@ class JobManager:
                     await report(done, len(records))
                 if done == len(records) or (any_done and done):
                     return records, False
-                await self._next_change(job_ids)
+                await self.next_change(job_ids)
                 records = [await self.get(job_id) for job_id in job_ids]
         return [await self.get(job_id) for job_id in job_ids], True
 
-    async def _next_change(self, job_ids: Sequence[str]) -> None:
+    async def next_change(self, job_ids: Sequence[str]) -> None:
         """Return when one of these jobs may have changed (here or in another process)."""
         waits: list[Callable[[], Awaitable[object]]] = [
             self.store.wait_for_change,

@@ -24,6 +24,10 @@ class StartAnswer(BaseModel):
     )
     kernel: str = Field(description="The hashing kernel the workers run.")
     waiting_info: dict[str, int] | None = None
+    job: JobRecord | None = Field(
+        default=None,
+        description="Only in the result of an MCP task: the job's full record, with the proof.",
+    )
 
 
 class JobAnswer(JobRecord):
@@ -75,6 +79,10 @@ class BatchAnswer(BaseModel):
     job_ids: list[str] = Field(description="The new jobs, in the order of `jobs`.")
     statuses: list[JobStatus] = Field(description="Each job's status now, in the same order.")
     tags: list[str]
+    jobs: list[JobRecord] | None = Field(
+        default=None,
+        description="Only in the result of an MCP task: the jobs' full records, with proofs.",
+    )
 
 
 class WaitManyAnswer(BaseModel):

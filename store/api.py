@@ -98,6 +98,8 @@ class JobFacts(Protocol):
     @property
     def batch_id(self) -> str | None: ...
     @property
+    def task_id(self) -> str | None: ...
+    @property
     def tags(self) -> Iterable[str]: ...
 
 
@@ -108,6 +110,8 @@ class JobQuery:
     statuses: frozenset[JobStatus] | None = None
     tags: frozenset[str] = frozenset()  # jobs carrying all of them
     batch_id: str | None = None
+    tasks_only: bool = False  # only the jobs that head an MCP task (`task_id` set)
+    id_prefix: str = ""  # only ids starting with it (completion of a job id)
     created_after: datetime | None = None
     created_before: datetime | None = None
     visible_to: str | None = None  # a principal: its own jobs and those of nobody
@@ -129,6 +133,10 @@ class JobQuery:
         if self.statuses is not None and record.status not in self.statuses:
             return False
         if self.batch_id is not None and record.batch_id != self.batch_id:
+            return False
+        if self.tasks_only and record.task_id is None:
+            return False
+        if not record.job_id.startswith(self.id_prefix):
             return False
         if self.tags and not self.tags.issubset(set(record.tags)):
             return False

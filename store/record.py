@@ -204,6 +204,7 @@ class JobRecord(BaseModel):
     owner: str | None = None  # the server instance that runs (or last ran) the job
     principal: str | None = None  # who asked for it (HTTP token name); None: everyone's
     batch_id: str | None = None
+    task_id: str | None = None  # set on the job that heads an MCP task (its id, or its batch's)
     tags: list[str] = Field(default_factory=list)
     blocked_by: list[str] = Field(default_factory=list)  # unfinished jobs it depends on
     run_after: Timestamp | None = None  # a retry waits until then

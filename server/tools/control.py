@@ -12,7 +12,7 @@ from pydantic import Field, WithJsonSchema
 
 from server.manager import JobManager
 from server.schemas import BatchAnswer, ControlAnswer, WaitManyAnswer
-from server.spec import new_id
+from server.spec import TASK_REQUEST, new_id
 from server.tools.args import MAX_TAGS, JobIdArgument, StartArguments, Tag, parse
 from server.tools.common import answer, describe, hints, tool_errors
 from server.tools.jobs import checked, start_answer
@@ -78,7 +78,9 @@ def tools(manager: JobManager) -> list[Tool]:
                 raise ToolError(f"jobs[{i}].tags: at most {MAX_TAGS} tags with the batch's tags")
         batch_id = new_id("batch")
         with tool_errors(failed="the batch could not be saved, so no job was started"):
-            records = await manager.start([a.spec() for a in args], tags=tags, batch_id=batch_id)
+            records = await manager.start(
+                [a.spec() for a in args], tags=tags, batch_id=batch_id, task=TASK_REQUEST.get()
+            )
         model = BatchAnswer(
             batch_id=batch_id,
             job_ids=[r.job_id for r in records],

@@ -15,6 +15,7 @@ from pydantic import Field
 from pow.difficulty import expected_hashes
 from server.manager import JobManager
 from server.schemas import CancelAnswer, CleanupAnswer, JobAnswer, ListAnswer, StartAnswer, summary
+from server.spec import TASK_REQUEST
 from server.tools.args import (
     JOB_ID_PATTERN,
     MAX_TAGS,
@@ -77,7 +78,7 @@ def tools(manager: JobManager) -> list[Tool]:
         several proofs at once use start_proof_of_work_batch.
         """
         with tool_errors(failed="the job could not be saved, so it was not started"):
-            (record,) = await manager.start([args.spec()])
+            (record,) = await manager.start([args.spec()], task=TASK_REQUEST.get())
         model, text = start_answer(manager, record)
         return answer(model, text + "Call wait_for_job with this job_id for the nonce and hash.")
 
