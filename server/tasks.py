@@ -366,6 +366,7 @@ class TasksProtocol(Extension):
         with _store_errors():
             view = await self.board.wait(params.task_id)
         result = self.board.result(view)
+        result.pop("resultType", None)  # a 2026 field
         result["_meta"] = {**result.get("_meta", {}), RELATED_TASK: {"taskId": view.task_id}}
         return result
 

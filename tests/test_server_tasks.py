@@ -89,7 +89,7 @@ async def test_a_2025_task_runs_a_job_and_hands_back_its_proof(tmp_path: Path) -
         result = await legacy_rpc(client, "tasks/result", {"taskId": task["taskId"]})
         related = result["_meta"]["io.modelcontextprotocol/related-task"]
         assert related == {"taskId": task["taskId"]}
-        assert result.get("isError") is not True
+        assert result.get("isError") is not True and "resultType" not in result
         answer = result["structuredContent"]
         await check_output(client, "start_proof_of_work", answer)
         assert answer["status"] == "completed" and answer["job_id"] == task["taskId"]
