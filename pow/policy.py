@@ -62,6 +62,8 @@ from pow.difficulty import age_difficulty, first_valid_age, validate_range
 from pow.scheme import MAX_DIFFICULTY
 
 DEFAULT_CONFIDENCE = 0.95
+# Below this a rate counts as unknown; above it every count of blocks stays a finite float.
+MIN_HASHES_PER_BLOCK = 1e-12
 NORMAL_PRIORITY = 1  # pow.scheduler.Priority.NORMAL, as a number: no need to import the pool
 
 
@@ -226,12 +228,14 @@ def plan_jobs(
 ) -> list[Plan]:
     """Plans of the age-based jobs sharing one pool of `hashrate` hashes/s, in pool order.
 
-    `hashrate` None or <= 0 means not measured yet. `height` is the current block height;
+    `hashrate` None or about 0 means not measured yet. `height` is the current block height;
     the current block counts as a whole block of hashing.
     """
     todo = list(jobs)
     _check_inputs(todo, height, block_time, confidence)
-    per_block = 0.0 if hashrate is None or not hashrate > 0 else hashrate * block_time
+    per_block = 0.0 if hashrate is None else hashrate * block_time
+    if not per_block >= MIN_HASHES_PER_BLOCK:  # also NaN: no rate to plan with
+        per_block = 0.0
     ctx = _Context(height, per_block, start, confidence)
     alone = {job.job_id: ctx.plan(job, _Capacity()) for job in todo}
     order = sorted(todo, key=lambda job: _order_key(job, alone[job.job_id], height))
@@ -306,17 +310,15 @@ def _first_ages(difficulty_range: float) -> tuple[int, ...]:
     return (0, *(age if age is not None else 0 for age in ages))
 
 
+@lru_cache(maxsize=1024)
 def _hashes_for(zeros: int, confidence: float) -> float:
     """Hashes after which the best has `zeros` zeros with probability `confidence`."""
     return math.log1p(-confidence) / math.log1p(-(16.0**-zeros))
 
 
-def _blocks_for(hashes: float, per_block: float) -> int | None:
-    """Whole blocks of hashing that cover `hashes` (at least 1); None if out of reach."""
-    blocks = hashes / per_block
-    if not math.isfinite(blocks):
-        return None
-    return max(1, math.ceil(blocks))
+def _blocks_for(hashes: float, per_block: float) -> int:
+    """Whole blocks of hashing that cover `hashes`, at least one."""
+    return max(1, math.ceil(hashes / per_block))
 
 
 class _Capacity:
@@ -424,35 +426,36 @@ class _Context:
     def _earliest(self, job: AgeJob, confidence: float, capacity: _Capacity, first: int) -> int:
         """First height at which P(valid) >= confidence, hashing every free block from `first`.
 
-        For each zeros level z the answer is the later of the block where the difficulty
-        falls to z and the block where enough hashes are done for z; the earliest over z wins.
-        Levels above the current difficulty never beat it, and lower levels only come later
-        once the curve alone reaches the best found, so the loop stops there.
+        A level of z zeros gets there at the later of two heights: where the curve accepts z
+        zeros (falls as z grows) and where enough hashes are done for z (rises as z grows).
+        The earliest is next to where they cross: the first level whose hashes come no
+        earlier than its curve, or the level below it. Levels above the current difficulty
+        never win; levels up to the best in hand need no hashing, only the curve.
         """
-        top = age_difficulty(self.height - job.block_start, job.difficulty_range)
-        best: int | None = None
-        for zeros in range(top, 0, -1):
-            curve = self._valid_from(job, zeros)
-            if best is not None and curve >= best:
-                break
-            if job.best_zeros >= zeros:
-                reach = curve
+        lo = job.best_zeros + 1
+        hi = age_difficulty(self.height - job.block_start, job.difficulty_range)
+        while lo < hi:  # hashes >= curve holds at hi: the curve is there already
+            mid = (lo + hi) // 2
+            if self._hashed(job, mid, confidence, capacity, first) >= self._valid_from(job, mid):
+                hi = mid
             else:
-                blocks = _blocks_for(_hashes_for(zeros, confidence) - job.hashes, self.per_block)
-                if blocks is None:
-                    continue
-                reach = max(curve, capacity.nth_free_from(first, blocks))
-            best = reach if best is None else min(best, reach)
-        assert best is not None  # zeros=1 is always reachable at a positive rate
-        return best
+                lo = mid + 1
+        crossed = self._hashed(job, lo, confidence, capacity, first)
+        return crossed if lo == 1 else min(crossed, self._valid_from(job, lo - 1))
+
+    def _hashed(
+        self, job: AgeJob, zeros: int, confidence: float, capacity: _Capacity, first: int
+    ) -> int:
+        """The height by which, hashing free blocks from `first`, `zeros` zeros are as likely
+        as `confidence` (at least one block: hashes that found nothing make no proof alone)."""
+        blocks = _blocks_for(_hashes_for(zeros, confidence) - job.hashes, self.per_block)
+        return capacity.nth_free_from(first, blocks)
 
     def _latest_start(self, job: AgeJob, zeros: int, valid_by: int, capacity: _Capacity) -> int:
         """The last start that still hashes enough by `valid_by`: no hash earlier than needed."""
-        needed = _hashes_for(zeros, self.confidence) - job.hashes
-        blocks = _blocks_for(needed, self.per_block)
-        assert blocks is not None  # valid_by was reached with at least this many
+        blocks = _blocks_for(_hashes_for(zeros, self.confidence) - job.hashes, self.per_block)
         start = capacity.nth_free_before(valid_by, blocks, self.height)
-        assert start is not None
+        assert start is not None  # valid_by was reached with at least this many blocks
         return start
 
     def _valid_from(self, job: AgeJob, zeros: int) -> int:

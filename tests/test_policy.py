@@ -403,7 +403,7 @@ def test_a_proof_in_hand_that_nothing_can_beat_needs_no_hashing() -> None:
     assert plan.valid_by_block == 1695 and not plan.should_hash(1650)
 
 
-@pytest.mark.parametrize("rate", [None, 0.0, -1.0])
+@pytest.mark.parametrize("rate", [None, 0.0, -1.0, 1e-300, math.nan])
 def test_unknown_rate_hashes_now_to_measure_it(rate: float | None) -> None:
     job = AgeJob("j", block_start=1000, difficulty_range=1800)
     plan = plan_job(job, height=1010, hashrate=rate, block_time=5.0)
@@ -422,7 +422,7 @@ def test_heights_before_block_start_plan_the_same_proof() -> None:
 
 
 @pytest.mark.parametrize("difficulty_range", [1e9, 1e15, 1e30])
-@pytest.mark.parametrize("rate", [1e-300, 1.0, 1e9, 1e30])
+@pytest.mark.parametrize("rate", [1e-12, 1.0, 1e9, 1e30])
 def test_huge_ranges_and_extreme_rates_give_finite_plans(
     difficulty_range: float, rate: float
 ) -> None:
@@ -471,3 +471,40 @@ def test_waiting_info_explains_the_plan() -> None:
         "(95% likely), probably by block 1695"
     )
     assert plan.describe(1181).startswith("hashing now")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    block_start=st.integers(0, 10**7),
+    difficulty_range=st.sampled_from([1.5, 220, 1800, 36000, 252000, 1e9, 1e15]),
+    lead=st.integers(-100, 10**6),
+    rate=st.sampled_from([1.0, 1e3, 1e6, 8e7, 1e10, 1e13]),
+    best_zeros=st.integers(0, 12),
+    hashes=st.sampled_from([0, 10**6, 10**12, 10**16]),
+)
+def test_large_cases_match_every_level_tried_in_turn(
+    block_start: int,
+    difficulty_range: float,
+    lead: int,
+    rate: float,
+    best_zeros: int,
+    hashes: int,
+) -> None:
+    """Beyond brute force's reach: the plan against trying every zeros level in turn."""
+    height = max(0, block_start + lead)
+    job = AgeJob("j", block_start, difficulty_range, best_zeros=best_zeros, hashes=hashes)
+    plan = plan_job(job, height=height, hashrate=rate, block_time=5.0)
+    if plan.kind is PlanKind.VALID:
+        assert best_zeros >= age_difficulty(height - block_start, difficulty_range)
+        return
+    per_block, candidates = rate * 5.0, []
+    for zeros in range(1, 65):
+        valid_from = valid_from_block(block_start, zeros, difficulty_range)
+        assert valid_from is not None
+        curve = height if zeros == 64 else max(height, valid_from)
+        if zeros <= best_zeros:
+            candidates.append(curve)
+            continue
+        needed = math.log(0.05) / math.log1p(-(16.0**-zeros)) - hashes
+        candidates.append(max(curve, height + max(1, math.ceil(needed / per_block)) - 1))
+    assert plan.valid_by_block == min(candidates)
