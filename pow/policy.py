@@ -16,6 +16,10 @@ at b meets d(b)"). A lucky early hash is therefore already part of the figures.
 ``auto`` (the default) for one job: the earliest block B at which the proof is valid with
 probability >= `confidence` (95 %) if the job hashed every block from now on, then the latest
 start that still reaches that probability by B, so no hash is spent that B does not need.
+One guard: where the curve steps by more than MEDIAN_SLACK (ranges above ~400), a rate that
+makes a level likely but not 95 % likely puts B a whole level later; if the median proof of
+that plan is more than MEDIAN_SLACK later than hashing from now would make it, the job starts
+early enough to keep the best median as well.
 Hashes the job already spent count as chances, as they did when the plan was made, so a plan
 being followed keeps its target instead of slipping each block by hashes that found nothing;
 only the proof in hand makes a job valid without hashing, so any other level needs at least one
@@ -62,6 +66,9 @@ from pow.difficulty import age_difficulty, first_valid_age, validate_range
 from pow.scheme import MAX_DIFFICULTY
 
 DEFAULT_CONFIDENCE = 0.95
+# A plan may make the median proof this much later (in blocks since block_start) than hashing
+# from now would, to save hashes; past it, it starts early enough for the best median too.
+MEDIAN_SLACK = 0.10
 # Below this a rate counts as unknown; above it every count of blocks stays a finite float.
 MIN_HASHES_PER_BLOCK = 1e-12
 NORMAL_PRIORITY = 1  # pow.scheduler.Priority.NORMAL, as a number: no need to import the pool
@@ -382,23 +389,50 @@ class _Context:
         if job.best_zeros >= age_difficulty(self.height - job.block_start, job.difficulty_range):
             return self._valid(job)
         threshold = self.start.threshold
-        first = self.height if threshold is None else self._valid_from(job, threshold)
-        if self.per_block == 0:  # no rate to plan with: only the start is known
-            kind = PlanKind.RATE_UNKNOWN if threshold is None else PlanKind.THRESHOLD
-            return self._make(job, kind, start=first)
-        kind = PlanKind.AUTO if threshold is None else PlanKind.THRESHOLD
-        valid_by = self._earliest(job, self.confidence, capacity, first)
+        if threshold is not None:  # the old meaning: hash once the difficulty is <= N
+            start = self._valid_from(job, threshold)
+            if self.per_block == 0:  # no rate to plan with: only the start is known
+                return self._make(job, PlanKind.THRESHOLD, start=start)
+            valid_by = self._earliest(job, self.confidence, capacity, start)
+            return self._hashing(job, PlanKind.THRESHOLD, start, valid_by, capacity)
+        if self.per_block == 0:
+            return self._make(job, PlanKind.RATE_UNKNOWN, start=self.height)
+        valid_by = self._earliest(job, self.confidence, capacity, self.height)
+        auto_start = self._auto_start(job, valid_by, capacity)
+        if auto_start is None:  # the proof in hand gets there: nothing to hash
+            return self._make(
+                job, PlanKind.AUTO, zeros=job.best_zeros, valid_by=valid_by, median=valid_by
+            )
+        return self._hashing(job, PlanKind.AUTO, auto_start, valid_by, capacity)
+
+    def _hashing(
+        self, job: AgeJob, kind: PlanKind, start: int, valid_by: int, capacity: _Capacity
+    ) -> Plan:
+        """A plan that hashes the free blocks from `start` on, taking them up to `valid_by`."""
         zeros = age_difficulty(valid_by - job.block_start, job.difficulty_range)
-        if job.best_zeros >= zeros:  # the proof in hand gets there: nothing to hash
-            return self._make(job, kind, zeros=job.best_zeros, valid_by=valid_by, median=valid_by)
-        if kind is PlanKind.AUTO:
-            first = self._latest_start(job, zeros, valid_by, capacity)
-        median = self._earliest(job, 0.5, capacity, first)
-        hashes = capacity.free_between(first, valid_by) * self.per_block
-        capacity.take(first, valid_by)
+        median = self._earliest(job, 0.5, capacity, start)
+        hashes = capacity.free_between(start, valid_by) * self.per_block
+        capacity.take(start, valid_by)
         return self._make(
-            job, kind, zeros=zeros, start=first, valid_by=valid_by, median=median, hashes=hashes
+            job, kind, zeros=zeros, start=start, valid_by=valid_by, median=median, hashes=hashes
         )
+
+    def _auto_start(self, job: AgeJob, valid_by: int, capacity: _Capacity) -> int | None:
+        """The latest start that makes the proof valid by `valid_by` with `confidence` (None:
+        the proof in hand does), moved earlier if need be to keep the median block close to
+        the best the rate allows.
+
+        The median matters where the curve steps: when the rate makes a level likely but not
+        95 % likely, the 95 % block is a level later, and a start planned for it alone would
+        throw the likely earlier proof away (at range 1800 and 45 M hashes/s: 783, not 695).
+        """
+        start = self._latest_start(job, valid_by, capacity, self.confidence)
+        median = valid_by if start is None else self._earliest(job, 0.5, capacity, start)
+        best = self._earliest(job, 0.5, capacity, self.height)
+        if median - job.block_start <= (best - job.block_start) * (1 + MEDIAN_SLACK):
+            return start
+        for_median = self._latest_start(job, best, capacity, 0.5)
+        return for_median if start is None or for_median is None else min(start, for_median)
 
     def _make(
         self,
@@ -451,11 +485,17 @@ class _Context:
         blocks = _blocks_for(_hashes_for(zeros, confidence) - job.hashes, self.per_block)
         return capacity.nth_free_from(first, blocks)
 
-    def _latest_start(self, job: AgeJob, zeros: int, valid_by: int, capacity: _Capacity) -> int:
-        """The last start that still hashes enough by `valid_by`: no hash earlier than needed."""
-        blocks = _blocks_for(_hashes_for(zeros, self.confidence) - job.hashes, self.per_block)
-        start = capacity.nth_free_before(valid_by, blocks, self.height)
-        assert start is not None  # valid_by was reached with at least this many blocks
+    def _latest_start(
+        self, job: AgeJob, block: int, capacity: _Capacity, confidence: float
+    ) -> int | None:
+        """The last start that makes the proof valid by `block` with `confidence`, so no hash
+        comes earlier than needed (None: the proof in hand is valid there)."""
+        zeros = age_difficulty(block - job.block_start, job.difficulty_range)
+        if job.best_zeros >= zeros:
+            return None
+        blocks = _blocks_for(_hashes_for(zeros, confidence) - job.hashes, self.per_block)
+        start = capacity.nth_free_before(block, blocks, self.height)
+        assert start is not None  # `block` was reached from now with at least this many
         return start
 
     def _valid_from(self, job: AgeJob, zeros: int) -> int:
