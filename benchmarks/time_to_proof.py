@@ -277,7 +277,7 @@ def report_single(
     out(f"  auto / threshold 5, median blocks: {auto.median / old.median:.2f} (goal <= {goal})")
     out(
         f"  auto / block 0: median blocks {auto.median / zero.median:.2f} (goal <= 1.10), "
-        f"median hashes {auto.median_hashes / zero.median_hashes:.2f} (goal < 1)"
+        f"median hashes {auto.median_hashes / zero.median_hashes:.3g} (goal < 1)"
     )
 
 
