@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pow.policy import AUTO, TargetStart
 from pow.pool import default_workers
-from pow.scheme import MAX_DIFFICULTY
 from store import StoreConfigError, StoreSettings
 
 
@@ -39,7 +39,7 @@ class Config:
     block_height_url: str | None = None
     block_time_seconds: float = 5.0
     block_height_grace_seconds: float = 300.0
-    target_difficulty_start: int = 5
+    target_start: TargetStart = AUTO  # TARGET_DIFFICULTY_START
     kernel: str | None = None
     transport: str = "stdio"
     host: str = "127.0.0.1"
@@ -99,8 +99,6 @@ def _check(config: Config) -> None:
         raise ConfigError(f"POW_WORKERS must be at least 1, got {config.workers}")
     if config.block_time_seconds <= 0:
         raise ConfigError("BLOCK_TIME_SECONDS must be greater than 0")
-    if not 1 <= config.target_difficulty_start <= MAX_DIFFICULTY:
-        raise ConfigError(f"TARGET_DIFFICULTY_START must be 1..{MAX_DIFFICULTY}")
     if config.block_height_url is not None:
         url = urlparse(config.block_height_url)
         if url.scheme not in ("http", "https") or not url.netloc:
@@ -111,6 +109,13 @@ def _check(config: Config) -> None:
         raise ConfigError(f"--transport must be stdio or http, got {config.transport!r}")
     if not 0 < config.port < 65536:
         raise ConfigError(f"--port must be 1..65535, got {config.port}")
+
+
+def _target_start(text: str) -> TargetStart:
+    try:
+        return TargetStart.parse(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -146,14 +151,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         block_height_grace_seconds=_number(
             "BLOCK_HEIGHT_GRACE_SECONDS", env.get("BLOCK_HEIGHT_GRACE_SECONDS", "300"), minimum=0
         ),
-        target_difficulty_start=int(
-            _number(
-                "TARGET_DIFFICULTY_START",
-                env.get("TARGET_DIFFICULTY_START", "5"),
-                minimum=1,
-                integer=True,
-            )
-        ),
+        target_start=_target_start(env.get("TARGET_DIFFICULTY_START", "auto")),
         kernel=env.get("POW_KERNEL") or None,
     )
     _check(config)

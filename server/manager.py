@@ -25,6 +25,7 @@ from pow.pool import HashingPool, LocalPool
 from server.blocks import Anchor, BlockClock
 from server.config import Config
 from server.dispatcher import Dispatcher
+from server.planner import plan_info, preview
 from server.runner import LiveJob, Runner, StopReason, waiting_info
 from server.spec import JobInputError, JobSpec, TaskRequest, new_id
 from store import (
@@ -177,10 +178,17 @@ class JobManager:
         assert source is not None
         height = source.now()
         difficulty = age_difficulty(height - spec.block_start, spec.difficulty_range)
-        start = self.config.target_difficulty_start
-        if difficulty <= start:
-            return record
-        info = waiting_info(spec, height, difficulty, start)
+        target = self.config.target_start
+        if target.threshold is not None:
+            if difficulty <= target.threshold:
+                return record
+            info = waiting_info(spec, height, difficulty, target.threshold)
+        else:
+            rate, block = self.pool.hashrate, self.config.block_time_seconds
+            plan = preview(target, spec, record, height, rate, block)
+            if plan.should_hash(height):
+                return record
+            info = plan_info(plan, spec, height, difficulty)
         return record.model_copy(update={"status": JobStatus.WAITING, "waiting_info": info})
 
     def current_difficulty(self, record: JobRecord) -> int:
@@ -417,10 +425,17 @@ class JobManager:
         """Expected hashes and seconds until a proof: for a waiting job, the blocks still to
         pass plus the hashing at the difficulty where it will start."""
         rate = self.pool.hashrate
-        if record.status is JobStatus.WAITING and record.waiting_info is not None:
-            expected = expected_hashes(min(difficulty, self.config.target_difficulty_start))
-            blocks = record.waiting_info.blocks_remaining or 0
-            wait = blocks * self.config.block_time_seconds
+        info = record.waiting_info
+        if record.status is JobStatus.WAITING and info is not None:
+            if info.expected_valid_block is not None and info.current_age is not None:
+                data = record.job_data
+                height = int(data["block_start"]) + info.current_age
+                blocks = max(0, info.expected_valid_block - height)
+                expected = expected_hashes(info.target_zeros or difficulty)
+                return expected, blocks * self.config.block_time_seconds
+            start = info.start_difficulty or difficulty
+            expected = expected_hashes(min(difficulty, start))
+            wait = (info.blocks_remaining or 0) * self.config.block_time_seconds
             return expected, (wait + expected / rate) if rate > 0 else None
         expected = expected_hashes(difficulty)
         return expected, (expected / rate) if rate > 0 else None

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from store.record import JobRecord, JobStatus
+from store.record import JobRecord, JobStatus, WaitingInfo
 
 
 class StartAnswer(BaseModel):
@@ -23,7 +23,9 @@ class StartAnswer(BaseModel):
         "blocks still to pass plus the hashing at the start difficulty."
     )
     kernel: str = Field(description="The hashing kernel the workers run.")
-    waiting_info: dict[str, int] | None = None
+    waiting_info: WaitingInfo | None = Field(
+        default=None, description="Age-based jobs: the age, difficulty and plan now."
+    )
     job: JobRecord | None = Field(
         default=None,
         description="Only in the result of an MCP task: the job's full record, with the proof.",

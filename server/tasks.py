@@ -143,6 +143,8 @@ def status_line(record: JobRecord) -> str:
         return f"{status}: {record.error}" if record.error else status
     if record.status is JobStatus.WAITING and record.waiting_info is not None:
         w = record.waiting_info
+        if w.plan is not None:
+            return f"waiting: difficulty {w.current_difficulty} now; {w.note}"
         return (
             f"waiting: difficulty {w.current_difficulty} now; hashing starts at "
             f"{w.start_difficulty}, in about {w.blocks_remaining} blocks"

@@ -147,8 +147,15 @@ class WaitingInfo(BaseModel):
 
     current_age: int | None = None
     current_difficulty: int | None = None
-    start_difficulty: int | None = None
-    blocks_remaining: int | None = None
+    start_difficulty: int | None = None  # the difficulty when hashing starts
+    blocks_remaining: int | None = None  # until hashing starts
+    # TARGET_DIFFICULTY_START=auto: the job's plan (server/planner.py)
+    plan: str | None = None
+    target_zeros: int | None = None
+    start_block: int | None = None
+    expected_valid_block: int | None = None  # the median block of a valid proof
+    valid_by_block: int | None = None  # valid by here with 95 % probability
+    note: str | None = None
 
 
 class Checkpoint(BaseModel):

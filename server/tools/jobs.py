@@ -35,6 +35,11 @@ def start_text(record: JobRecord, difficulty: int, expected: int, seconds: float
     eta = f"roughly {duration(seconds)}" if seconds is not None else "time unknown"
     if record.status is JobStatus.WAITING and record.waiting_info is not None:
         w = record.waiting_info
+        if w.plan is not None:
+            return (
+                f"Started job {record.job_id}, waiting: the difficulty is {difficulty} at age "
+                f"{w.current_age}; {w.note} ({eta} until a proof). "
+            )
         return (
             f"Started job {record.job_id}, waiting: the difficulty is {difficulty} at age "
             f"{w.current_age}; hashing starts when it falls to {w.start_difficulty}, in about "
@@ -58,7 +63,7 @@ def start_answer(manager: JobManager, record: JobRecord) -> tuple[StartAnswer, s
         expected_hashes=expected,
         estimated_seconds=round(seconds, 3) if seconds is not None else None,
         kernel=manager.pool.kernel_name,
-        waiting_info=record.waiting_info.model_dump() if record.waiting_info else None,
+        waiting_info=record.waiting_info,
     )
     return model, start_text(record, difficulty, expected, seconds)
 
