@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from mcp import Client
 
@@ -35,9 +35,9 @@ async def test_start_and_wait_over_streamable_http(http_server: str) -> None:
 def test_requests_from_a_foreign_host_or_origin_are_refused(http_server: str) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     headers = {"Accept": "application/json, text/event-stream"}
-    evil_host = httpx.post(http_server, json=body, headers={**headers, "Host": "evil.example"})
+    evil_host = httpx2.post(http_server, json=body, headers={**headers, "Host": "evil.example"})
     assert evil_host.status_code in (403, 421)
-    evil_origin = httpx.post(
+    evil_origin = httpx2.post(
         http_server, json=body, headers={**headers, "Origin": "http://evil.example"}
     )
     assert evil_origin.status_code == 403
