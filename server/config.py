@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 from pow.policy import AUTO, TargetStart
 from pow.pool import default_workers
+from server.auth import TokenError, Tokens, is_loopback
 from store import StoreConfigError, StoreSettings
 
 
@@ -44,6 +45,22 @@ class Config:
     transport: str = "stdio"
     host: str = "127.0.0.1"
     port: int = 8000
+    token: str | None = None  # POW_MCP_TOKEN: the principal `default`
+    token_file: Path | None = None  # --token-file: name:token lines
+    insecure_no_auth: bool = False  # --insecure-no-auth: serve off loopback without tokens
+    allowed_hosts: tuple[str, ...] = ()  # --allowed-host, POW_MCP_ALLOWED_HOSTS
+    max_active_jobs: int = 1000  # POW_MAX_ACTIVE_JOBS, per principal
+
+    def tokens(self) -> Tokens | None:
+        """The HTTP bearer tokens, None if there are none."""
+        try:
+            if self.token_file is not None:
+                return Tokens.from_file(self.token_file)
+            if self.token is not None:
+                return Tokens.single(self.token)
+        except TokenError as exc:
+            raise ConfigError(str(exc)) from None
+        return None
 
     @property
     def jobs_file(self) -> Path:
@@ -61,8 +78,11 @@ class Config:
     def with_overrides(self, **changes: object) -> Config:
         """Apply CLI flags that were given (None means not given)."""
         given = {key: value for key, value in changes.items() if value is not None}
-        if "data_dir" in given:
-            given["data_dir"] = Path(str(given["data_dir"]))
+        for name in ("data_dir", "token_file"):
+            if name in given:
+                given[name] = Path(str(given[name]))
+        if "allowed_hosts" in given:
+            given["allowed_hosts"] = self.allowed_hosts + tuple(given["allowed_hosts"])  # type: ignore[arg-type]
         updated = replace(self, **given)  # type: ignore[arg-type]
         _check(updated)
         return updated
@@ -107,6 +127,8 @@ def _check(config: Config) -> None:
             )
     if config.transport not in ("stdio", "http"):
         raise ConfigError(f"--transport must be stdio or http, got {config.transport!r}")
+    if config.transport == "http":
+        _check_http(config)
     if not 0 < config.port < 65536:
         raise ConfigError(f"--port must be 1..65535, got {config.port}")
 
@@ -116,6 +138,16 @@ def _target_start(text: str) -> TargetStart:
         return TargetStart.parse(text)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _check_http(config: Config) -> None:
+    open_to_all = config.tokens() is None and not is_loopback(config.host)
+    if open_to_all and not config.insecure_no_auth:
+        raise ConfigError(
+            f"--host {config.host} is reachable from other machines, and no token is set: "
+            "set POW_MCP_TOKEN (or --token-file FILE), or bind 127.0.0.1; "
+            "--insecure-no-auth serves it open to anyone who can reach it"
+        )
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -153,6 +185,18 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ),
         target_start=_target_start(env.get("TARGET_DIFFICULTY_START", "auto")),
         kernel=env.get("POW_KERNEL") or None,
+        token=env.get("POW_MCP_TOKEN") or None,
+        allowed_hosts=tuple(
+            h.strip() for h in env.get("POW_MCP_ALLOWED_HOSTS", "").split(",") if h.strip()
+        ),
+        max_active_jobs=int(
+            _number(
+                "POW_MAX_ACTIVE_JOBS",
+                env.get("POW_MAX_ACTIVE_JOBS", "1000"),
+                minimum=1,
+                integer=True,
+            )
+        ),
     )
     _check(config)
     return config

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 import anyio
@@ -22,6 +23,7 @@ from anyio.abc import TaskGroup
 from pow.difficulty import age_difficulty, expected_hashes
 from pow.layout import LAYOUT_LATEST
 from pow.pool import HashingPool, LocalPool
+from server.auth import CALLER
 from server.blocks import Anchor, BlockClock
 from server.config import Config
 from server.dispatcher import Dispatcher
@@ -41,7 +43,8 @@ from store import (
     open_store,
     utc_now,
 )
-from store.record import ANY_INSTANCE, Checkpoint, Recovery
+from store.api import visible
+from store.record import ANY_INSTANCE, UNFINISHED, Checkpoint, Recovery
 from store.writer import ProgressWriter
 
 log = logging.getLogger(__name__)
@@ -100,12 +103,14 @@ class JobManager:
         *,
         tags: Sequence[str] = (),
         batch_id: str | None = None,
-        principal: str | None = None,
         task: TaskRequest | None = None,
     ) -> list[JobRecord]:
-        """Record the jobs durably (all or none) and queue them; returns their records."""
+        """Record the jobs durably (all or none) and queue them, for the calling principal;
+        returns their records."""
         if self._closing:
             raise JobInputError("the server is shutting down; start the job again after restart")
+        principal = CALLER.get().principal
+        await self._check_active_limit(principal, len(specs))
         deps = await self._dependencies(specs)
         now = utc_now()
         records = []
@@ -140,6 +145,16 @@ class JobManager:
                 self.dispatcher.start_now(record)
         self.dispatcher.wake(blocked=any(r.blocked_by for r in records))
         return records
+
+    async def _check_active_limit(self, principal: str | None, adding: int) -> None:
+        most = self.config.max_active_jobs
+        active = await self.store.count(UNFINISHED, principal)
+        if active + adding > most:
+            who = f"principal {principal!r}" if principal else "this server"
+            raise JobInputError(
+                f"{who} has {active} unfinished jobs and may have at most {most} "
+                "(POW_MAX_ACTIVE_JOBS): wait for some to end, or cancel some, then start again"
+            )
 
     async def _dependencies(self, specs: Sequence[JobSpec]) -> dict[str, JobStatus]:
         wanted = sorted({d for spec in specs for d in spec.depends_on})
@@ -217,14 +232,17 @@ class JobManager:
     async def get(self, job_id: str) -> JobRecord:
         """The job's record: live if this instance runs it, else as stored."""
         live = self.dispatcher.live.get(job_id)
-        if live is not None and not live.done.is_set():
-            return live.record
-        record = await self.store.get(job_id)
+        record = live.record if live is not None and not live.done.is_set() else None
         if record is None:
-            raise UnknownJob(job_id)
+            record = await self.store.get(job_id)
+        if record is None or not visible(record.principal, CALLER.get().viewer):
+            raise UnknownJob(job_id)  # another principal's job is as good as absent
         return record
 
     async def find(self, query: JobQuery) -> tuple[list[JobRecord], int]:
+        viewer = CALLER.get().viewer
+        if viewer is not None:
+            query = replace(query, visible_to=viewer)
         records, total = await self.store.find(query)
         return [self._live_or(record) for record in records], total
 
@@ -235,12 +253,16 @@ class JobManager:
         return live.record
 
     async def cleanup(self, max_age_seconds: float) -> list[str]:
-        return await self.store.delete_finished(max_age_seconds)
+        """Remove finished jobs (a principal who does not see all: its own only)."""
+        caller = CALLER.get()
+        principal = None if caller.sees_all else caller.principal
+        return await self.store.delete_finished(max_age_seconds, principal=principal)
 
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, job_id: str) -> tuple[JobRecord, bool]:
         """Stop a job wherever it runs; returns its record and whether this call cancelled it."""
+        await self.get(job_id)  # visible to the caller, or UnknownJob
         record, changed = await self._store_move(self.store.cancel, job_id)
         live = self.dispatcher.live.get(job_id)
         if changed and live is not None:
@@ -251,6 +273,7 @@ class JobManager:
 
     async def pause(self, job_id: str) -> tuple[JobRecord, bool]:
         """queued, waiting or running -> paused, keeping the checkpoint; (record, changed)."""
+        await self.get(job_id)
         record, changed = await self._store_move(self.store.pause, job_id)
         live = self.dispatcher.live.get(job_id)
         if changed and live is not None:
@@ -262,6 +285,7 @@ class JobManager:
 
     async def resume(self, job_id: str) -> tuple[JobRecord, bool]:
         """paused -> queued, run by this instance from its checkpoint; (record, changed)."""
+        await self.get(job_id)
         record, changed = await self._store_move(
             lambda i: self.store.resume(i, self.store.instance_id), job_id
         )

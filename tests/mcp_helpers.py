@@ -117,11 +117,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def http_server(data_dir: Path, **env: str) -> Iterator[str]:
+def http_server(data_dir: Path, *args: str, **env: str) -> Iterator[str]:
     """`pow-mcp --transport http` on a free port; yields its URL, stops it with SIGTERM
-    (it must exit 0). Its log is read all along, so a chatty server never blocks."""
+    (it must exit 0, without a traceback). Its log is read all along, so a chatty server
+    never blocks."""
     port = free_port()
-    command = ["-m", "server.cli", "--transport", "http", "--port", str(port)]
+    command = ["-m", "server.cli", "--transport", "http", "--port", str(port), *args]
     proc = subprocess.Popen(
         [sys.executable, *command, "--data-dir", str(data_dir)],
         cwd=ROOT,
@@ -140,7 +141,10 @@ def http_server(data_dir: Path, **env: str) -> Iterator[str]:
     drain = threading.Thread(target=log.extend, args=(proc.stderr,), daemon=True)
     drain.start()
     try:
-        yield f"http://127.0.0.1:{port}/mcp"
+        host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
+        yield f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/mcp"
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0, "".join(log[-20:])
+        drain.join(timeout=10)
+        assert not any("Traceback" in line for line in log), "".join(log)

@@ -50,6 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--database-url", help="job store database, e.g. sqlite:///jobs.db (JOBS_DATABASE_URL)"
     )
+    serve.add_argument(
+        "--token-file", help="HTTP: bearer tokens, one name:token line per principal"
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="HTTP: another Host name to accept (repeatable; POW_MCP_ALLOWED_HOSTS)",
+    )
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="HTTP: serve a non-loopback address without tokens (anyone reaching it may "
+        "start, read and cancel jobs)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="{solve,bench,db,claude-config}")
     db.add_parser(sub)
 
@@ -128,6 +144,9 @@ def _serve(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             database_url=args.database_url,
             workers=args.workers,
+            token_file=args.token_file,
+            allowed_hosts=args.allowed_host,
+            insecure_no_auth=args.insecure_no_auth,
         )
     except ConfigError as exc:
         print(f"pow-mcp: {exc}", file=sys.stderr)

@@ -49,6 +49,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from store.api import (
+    Expiry,
     JobExistsError,
     JobQuery,
     JobStore,
@@ -726,8 +727,10 @@ class SqlJobStore(JobStore):
     async def _delete_all(self) -> int:
         return await self._write(_delete_everything)
 
-    async def _delete_finished(self, cutoff: datetime, now: datetime) -> list[str]:
+    async def _delete_finished(self, expiry: Expiry) -> list[str]:
         finished = func.coalesce(jobs.c.completed_at, jobs.c.updated_at, jobs.c.created_at)
+        cutoff, now = expiry.cutoff, expiry.now
+        mine = [] if expiry.principal is None else [jobs.c.principal == expiry.principal]
 
         def remove(conn: Connection) -> list[str]:
             ids = list(
@@ -737,6 +740,7 @@ class SqlJobStore(JobStore):
                         jobs.c.status.in_(_TERMINAL),
                         finished <= cutoff,
                         or_(jobs.c.keep_until.is_(None), jobs.c.keep_until <= now),
+                        *mine,
                     )
                     .returning(jobs.c.id)
                 ).scalars()
