@@ -22,6 +22,7 @@ from server.auth import CALLER, LOCAL_CALLER, HttpGate, caller_of, is_loopback, 
 from server.config import Config, ConfigError
 from server.manager import JobManager, open_manager
 from server.resources import JobFeed, ResourceWire
+from server.stdio import serve_stdio
 from server.tasks import TaskBoard, TasksProtocol
 from server.tools import build_tools
 
@@ -172,6 +173,6 @@ async def serve(config: Config) -> None:
                 )
                 await http.serve(sockets=[sock])
             else:
-                await mcp.run_stdio_async()
+                await serve_stdio(mcp)
             tg.cancel_scope.cancel()
     log.info("pow-mcp stopped")
