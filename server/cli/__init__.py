@@ -133,6 +133,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve(args)
 
 
+def _waiting_hint() -> str:
+    """Started from a terminal, the server would look like it hangs: say what it waits for."""
+    command = sys.argv[0] if Path(sys.argv[0]).name == "pow-mcp" else "pow-mcp"
+    return (
+        "pow-mcp is waiting for an MCP client on stdin/stdout (Ctrl-C stops it). An MCP "
+        "client starts it by itself (see `pow-mcp claude-config`); to try it by hand: "
+        f"npx @modelcontextprotocol/inspector {command}"
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     from server.app import serve  # the MCP stack: only when serving (a third of a second)
 
@@ -151,6 +161,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"pow-mcp: {exc}", file=sys.stderr)
         return 2
+    if config.transport == "stdio" and sys.stdin.isatty():
+        print(_waiting_hint(), file=sys.stderr)
     try:
         anyio.run(serve, config)
     except (StoreError, ConfigError) as exc:
