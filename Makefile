@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 KERNEL_C := $(wildcard pow/kernels/c/*.c pow/kernels/c/*.h)
 KERNEL_CORE := pow/kernels/c/sha256_search.c pow/kernels/c/kat.c
 
-.PHONY: run test lint bench test-arm64 test-sanitize clean
+.PHONY: run test lint bench test-arm64 test-sanitize test-lowest clean
 
 # Stamps re-run the install whenever the project definition or the kernel's C code changes.
 $(VENV)/.stamp-run: pyproject.toml setup.py $(KERNEL_C)
@@ -30,6 +30,17 @@ lint: $(VENV)/.stamp-dev
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The suite against the lowest versions our dependency floors allow, in a venv of its own:
+# the floors in pyproject.toml must be floors that work.
+LOWEST := .venv-lowest
+test-lowest:
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST)/bin/python .ci/lowest_constraints.py pyproject.toml > $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/python -m pip install --quiet -c $(LOWEST)/constraints.txt -e '.[dev]'
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider
 
 bench: $(VENV)/.stamp-run
 	$(BIN)/python benchmarks/hashrate.py
