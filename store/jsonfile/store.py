@@ -377,15 +377,16 @@ class JsonFileJobStore(JobStore):
         except OSError as exc:
             raise self._dir_error(exc) from exc
         try:
-            self._instance_lock.acquire()
-        except BlockingIOError:
-            raise StoreError(
-                f"instance id {self.instance_id!r} is in use by a live process on {self._dir}"
-            ) from None
-        except OSError as exc:
-            raise self._dir_error(exc) from exc
-        try:
             with flocked(self._lock_path, exclusive=True):
+                # Under the write lock, which sweepers hold too: none of them can be
+                # probing (so briefly locking) our new lock file while we take it.
+                try:
+                    self._instance_lock.acquire()
+                except BlockingIOError:
+                    raise StoreError(
+                        f"instance id {self.instance_id!r} is in use by a live process on "
+                        f"{self._dir}"
+                    ) from None
                 for stale in remove_stale_temps(self.path):
                     log.info("removed %s, left by an interrupted write", stale)
                 for owner in sweep_dead_instances(self._instances):
