@@ -86,7 +86,9 @@ async def _serve_http(mcp: MCPServer, config: Config, sock: socket.socket) -> No
 
 
 async def _stop_on_signal(manager: JobManager, scope: anyio.CancelScope, stdio: bool) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    from server.signals import stop_signals  # SIGTERM, SIGINT, and SIGHUP or SIGBREAK
+
+    with stop_signals() as signals:
         async for signum in signals:
             log.info("received %s; shutting down", signal.Signals(signum).name)
             if stdio:
