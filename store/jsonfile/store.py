@@ -1,6 +1,6 @@
 """The JSON file store: `$JOBS_DATA_DIR/jobs.json`, written atomically, shared by processes.
 
-Every operation is one step of a write: under an exclusive `flock` on `jobs.json.lock`,
+Every operation is one step of a write: under an exclusive lock on `jobs.json.lock`,
 re-read the file if another process replaced it, apply the operations waiting for this
 write to that fresh content (so their conditions are checked against what is really
 stored), write a temp file, fsync, keep the old file as `jobs.json.bak`, rename, fsync the
@@ -8,7 +8,7 @@ directory. Operations that arrive while a write runs share the next one (group c
 A failed write fails every operation in it and leaves no trace of them.
 
 Several processes may share the directory. Each holds an exclusive lock on its own
-`instances/<id>.lock` while it lives; the kernel drops it when the process dies, however
+`instances/<id>.lock` while it lives; the OS drops it when the process dies, however
 it dies, which is how `orphans` tells a gone owner. Readers re-read the file (under a
 shared lock) when its (mtime, size, inode) changed; `wait_for_change` watches for that.
 """
