@@ -11,8 +11,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-import platformdirs
-
 from pow.pool import default_workers
 from pow.scheme import MAX_DIFFICULTY
 from store import StoreConfigError, StoreSettings
@@ -49,6 +47,8 @@ def default_data_dir() -> Path:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as exc:
+        import platformdirs  # only for this fallback
+
         fallback = Path(platformdirs.user_data_dir("pow-mcp")) / "jobs"
         log.info(
             "JOBS_DATA_DIR is unset and %s cannot be created (%s); the default data "
