@@ -1,4 +1,5 @@
-"""The `pow-mcp` command: serve MCP (default), or `solve` / `bench` at a terminal."""
+"""The `pow-mcp` command: serve MCP (default), or act at a terminal: `solve`, `bench`, `db`,
+`jobs`, `claude-config`."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 import anyio
 
 from pow.bench import run as run_bench
 from pow.scheme import ActionType
-from server.cli import db
+from server.cli import db, jobs
 from server.cli.solve import solve
 from server.config import ConfigError, load_config
 from store import StoreError
@@ -50,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--database-url", help="job store database, e.g. sqlite:///jobs.db (JOBS_DATABASE_URL)"
     )
-    sub = parser.add_subparsers(dest="command", metavar="{solve,bench,db,claude-config}")
+    parser.add_argument("-V", "--version", action="version", version=f"pow-mcp {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="{solve,bench,db,jobs,claude-config}")
     db.add_parser(sub)
+    jobs.add_parser(sub)
 
     solve = sub.add_parser("solve", help="find a proof of work now, with a progress bar")
     what = solve.add_argument_group("what to hash (either --prefix, or the Structs form)")
@@ -96,6 +100,14 @@ def claude_config() -> dict[str, object]:
     }
 
 
+def version() -> str:
+    """This installation's version, from its package metadata."""
+    try:
+        return metadata.version("pow-mcp")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -109,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "claude-config":
         print(json.dumps(claude_config(), indent=2))
         return 0
+    if args.command == "jobs":
+        return jobs.run(args)
     if args.command == "bench":
         run_bench(args.seconds, args.workers, rounds=args.rounds)
         return 0
