@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from importlib import metadata
-from pathlib import Path
 
 import anyio
 
 from pow.bench import run as run_bench
 from pow.scheme import ActionType
-from server.cli import db, jobs
+from server.cli import claude, db, jobs
 from server.cli.solve import solve
 from server.config import ConfigError, load_config
 from store import StoreError
@@ -72,32 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--kernel", help="search kernel (default: fastest available)")
     solve.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    sub.add_parser(
-        "claude-config",
-        help="print a Claude Desktop mcpServers entry for this installation",
-    )
+    claude.add_parser(sub)
 
     bench = sub.add_parser("bench", help="measure hash rates of the kernels and the pool")
     bench.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
     bench.add_argument("--workers", type=_positive_int, help="largest pool to measure")
     bench.add_argument("--rounds", type=_positive_int, default=3, help="best of (default 3)")
     return parser
-
-
-def claude_config() -> dict[str, object]:
-    """The `mcpServers` entry for Claude Desktop, with this installation's absolute paths."""
-    command = Path(sys.argv[0]).resolve()
-    if command.name != "pow-mcp":  # run as `python -m server.cli`
-        command = Path(sys.executable).parent / "pow-mcp"
-    data_dir = load_config().data_dir.resolve()
-    return {
-        "mcpServers": {
-            "pow": {
-                "command": str(command),
-                "env": {"JOBS_DATA_DIR": str(data_dir), "PERSIST_JOBS": "true"},
-            }
-        }
-    }
 
 
 def version() -> str:
@@ -119,8 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "solve":
         return solve(parser, args)
     if args.command == "claude-config":
-        print(json.dumps(claude_config(), indent=2))
-        return 0
+        return claude.run(args)
     if args.command == "jobs":
         return jobs.run(args)
     if args.command == "bench":
