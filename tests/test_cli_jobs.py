@@ -1,5 +1,5 @@
 """`pow-mcp jobs` on every store, alone and beside a running server; `--version`; the
-progress display of `solve`. Real subprocesses of `python -m server.cli`."""
+progress display of `solve`; shell completion. Real subprocesses of `python -m server.cli`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -188,6 +189,7 @@ def test_cancel_pause_resume_cleanup(kind: str, store_settings: StoreSettings) -
         ["jobs", "cleanup", "--older-than", "-1"],
         ["jobs", "cleanup", "--older-than", "soon"],
         ["jobs", "pause"],
+        ["completion", "tcsh"],
     ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
@@ -377,3 +379,93 @@ def test_solve_prints_plain_lines_when_not_on_a_terminal() -> None:
     result = json.loads(done.stdout)
     assert result["hash"].startswith("0000") and result["message"] == f"plain-{result['nonce']}"
     assert "\r" not in done.stderr and "\x1b" not in done.stderr
+
+
+# -- shell completion ----------------------------------------------------------------------
+
+
+def complete_in_bash(line: str, env: dict[str, str]) -> list[str]:
+    """What TAB offers after `line` in bash, with the script `completion bash` prints."""
+    script = subprocess.run(
+        [*CLI, "completion", "bash"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    words = line.split(" ")
+    driver = (
+        f"{script}\nCOMP_WORDS=({' '.join(map(_quoted, words))}); "
+        f"COMP_CWORD={len(words) - 1}; _pow_mcp; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    )
+    done = subprocess.run(
+        ["bash", "--norc", "-c", driver], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return sorted(done.stdout.split())
+
+
+def _quoted(word: str) -> str:
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+def test_bash_completion(tmp_path: Path) -> None:
+    (job_id,) = anyio.run(seed, StoreSettings(tmp_path), [JobStatus.QUEUED])
+    bin_dir = tmp_path / "bin"  # the installed `pow-mcp`, on PATH as a user has it
+    bin_dir.mkdir()
+    (bin_dir / "pow-mcp").symlink_to(Path(sys.executable).with_name("pow-mcp"))
+    env = {**server_env(tmp_path), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    top = complete_in_bash("pow-mcp ", env)
+    assert {"jobs", "db", "solve", "bench", "claude-config", "completion"} <= set(top)
+    assert complete_in_bash("pow-mcp jobs ", env) == sorted(
+        ["list", "show", "cancel", "pause", "resume", "watch", "cleanup"]
+    )
+    assert complete_in_bash("pow-mcp jobs list --st", env) == ["--status"]
+    assert complete_in_bash("pow-mcp jobs list --status r", env) == ["running"]
+    assert complete_in_bash("pow-mcp --transport h", env) == ["http"]
+    assert complete_in_bash("pow-mcp jobs pause ", env) == [job_id]  # from the store
+    assert complete_in_bash("pow-mcp --data-dir x jobs show p", env) == [job_id]
+    assert complete_in_bash("pow-mcp completion ", env) == ["bash", "fish", "zsh"]
+    assert "--os" not in complete_in_bash("pow-mcp claude-config -", env)  # hidden
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+def test_fish_completion(tmp_path: Path) -> None:
+    script = tmp_path / "pow-mcp.fish"
+    done = subprocess.run([*CLI, "completion", "fish"], cwd=ROOT, capture_output=True, text=True)
+    script.write_text(done.stdout)
+
+    def offered(line: str) -> list[str]:
+        run = subprocess.run(
+            ["fish", "--no-config", "-c", f"source {script}; complete -C {_quoted(line)}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return sorted(row.split("\t")[0] for row in run.stdout.splitlines())
+
+    assert {"jobs", "db", "completion"} <= set(offered("pow-mcp "))
+    assert "watch" in offered("pow-mcp jobs ") and "status" not in offered("pow-mcp jobs ")
+    assert offered("pow-mcp jobs list --status r") == ["running"]
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_completion(tmp_path: Path) -> None:
+    script = tmp_path / "pow-mcp.zsh"
+    done = subprocess.run([*CLI, "completion", "zsh"], cwd=ROOT, capture_output=True, text=True)
+    script.write_text(done.stdout)
+
+    def offered(*words: str) -> list[str]:
+        """The candidates the script gives zsh (through bashcompinit, whose compadd then
+        keeps those that start with the word being completed)."""
+        call = (
+            f"autoload -U compinit && compinit -u && source {script} && "
+            f"COMP_WORDS=({' '.join(map(_quoted, words))}) && COMP_CWORD={len(words) - 1} && "
+            "_pow_mcp && print -l -- $COMPREPLY"
+        )
+        run = subprocess.run(["zsh", "-f", "-c", call], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.split()
+
+    assert sorted(offered("pow-mcp", "jobs", "")) == sorted(
+        ["list", "show", "cancel", "pause", "resume", "watch", "cleanup"]
+    )
+    assert "running" in offered("pow-mcp", "jobs", "list", "--status", "r")
+    assert "--status" in offered("pow-mcp", "jobs", "list", "--st")

@@ -1,5 +1,9 @@
 """The `pow-mcp` command: serve MCP (default), or act at a terminal: `solve`, `bench`, `db`,
-`jobs`, `claude-config`."""
+`jobs`, `claude-config`, `completion`.
+
+One framework for every command: argparse. It needs no dependency, the `db` and `solve`
+commands were written for it, and `completion` writes the shell scripts from the parser.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import anyio
 
 from pow.bench import run as run_bench
 from pow.scheme import ActionType
-from server.cli import claude, db, jobs
+from server.cli import claude, completion, db, jobs
 from server.cli.solve import solve
 from server.config import ConfigError, load_config
 from store import StoreError
@@ -51,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url", help="job store database, e.g. sqlite:///jobs.db (JOBS_DATABASE_URL)"
     )
     parser.add_argument("-V", "--version", action="version", version=f"pow-mcp {version()}")
-    sub = parser.add_subparsers(dest="command", metavar="{solve,bench,db,jobs,claude-config}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="{solve,bench,db,jobs,claude-config,completion}"
+    )
     db.add_parser(sub)
     jobs.add_parser(sub)
 
@@ -71,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--json", action="store_true", help="print the result as JSON")
 
     claude.add_parser(sub)
+    completion.add_parser(sub)
 
     bench = sub.add_parser("bench", help="measure hash rates of the kernels and the pool")
     bench.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
@@ -99,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return solve(parser, args)
     if args.command == "claude-config":
         return claude.run(args)
+    if args.command == "completion":
+        return completion.run(parser, args)
     if args.command == "jobs":
         return jobs.run(args)
     if args.command == "bench":
