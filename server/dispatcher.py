@@ -92,9 +92,21 @@ class Dispatcher:
                 job.request_stop(StopReason.CANCEL)
             elif record.status is JobStatus.PAUSED:
                 job.request_stop(StopReason.PAUSE)
+            elif record.status is JobStatus.QUEUED and job.record.status in _CLAIMED:
+                await self._claim_again(job)
+                continue
             else:
                 continue
             log.info("job %s: %s elsewhere; stopping it here", job_id, record and record.status)
+
+    async def _claim_again(self, job: LiveJob) -> None:
+        """Paused and resumed elsewhere, and handed back to this instance, between two looks:
+        it never stopped here, so the store says again that it runs (it would stay queued)."""
+        try:
+            if await self.store.claim(job.record):
+                log.info("job %s: paused and resumed elsewhere; it goes on here", job.job_id)
+        except StoreError as exc:
+            log.warning("job %s: could not claim it again, will retry: %s", job.job_id, exc)
 
     def start_now(self, record: JobRecord) -> LiveJob | None:
         """Run a job at once (a new age-based job that waits for its block)."""
@@ -186,6 +198,7 @@ class Dispatcher:
 
 
 _BROKEN = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+_CLAIMED = frozenset({JobStatus.WAITING, JobStatus.RUNNING})
 
 
 def _waiting(job: LiveJob) -> bool:

@@ -148,6 +148,28 @@ async def test_pause_and_resume_search_each_position_once(tmp_path: Path) -> Non
         assert [a.outcome for a in done.attempts] == ["paused", "failed"]
 
 
+async def test_a_job_paused_and_resumed_elsewhere_between_two_looks_goes_on(
+    tmp_path: Path,
+) -> None:
+    # Another process paused and resumed it, and this instance took it back, before this
+    # instance ever saw the pause: the store says queued while the job still hashes here.
+    async with manager(tmp_path) as m:
+        (job,) = await m.start([spec("bounce-", 64, max_iterations=200_000)])
+        with anyio.fail_after(10):
+            while (await m.get(job.job_id)).progress.hashes == 0:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        stored = await m.store.get(job.job_id)
+        assert stored is not None and stored.status is JobStatus.RUNNING
+        bounced = stored.model_copy(update={"status": JobStatus.QUEUED})
+        assert await m.store.adopt(bounced, from_owner=stored.owner)
+        await m.dispatcher.check_live([job.job_id])
+        again = await m.store.get(job.job_id)
+        assert again is not None and again.status is JobStatus.RUNNING
+        done = await ended(m, job.job_id)
+        assert done.status is JobStatus.FAILED and done.progress.hashes == 200_000
+        assert [a.outcome for a in done.attempts] == ["failed"]
+
+
 async def test_the_recovery_policy(tmp_path: Path) -> None:
     def orphan(owner: str | None, **fields: Any) -> JobRecord:
         data = {"prefix": "orphan-", "difficulty": 2}
