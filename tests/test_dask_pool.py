@@ -1,0 +1,228 @@
+"""The Dask pool on real clusters (a scheduler and worker processes): proofs, cancel, a
+worker killed, pause and resume, the pool's owner killed, the cluster going away.
+
+Whether anything still hashes is read from the worker processes' CPU time, never assumed
+after a sleep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import anyio
+import pytest
+from distributed import LocalCluster
+
+from pow.kernel import available_kernels
+from pow.pool.dask import ClusterError, DaskPool
+from pow.scheduler import Checkpoint, OutcomeKind, Progress, SearchTask
+from pow.scheme import ActionType, structs_prefix
+from tests.dask_helpers import (
+    IDLE,
+    ROOT,
+    cpu_use,
+    dask_processes,
+    free_port,
+    seconds_until_idle,
+    worker_pids,
+)
+
+C_KERNEL = next(iter(available_kernels()))
+CHUNK = 0.5  # DaskPool's default chunk_seconds: the bound on hashing after a cancel
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A cluster of 2 worker processes, shared by this module's tests; its address."""
+    local = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    try:
+        yield local.scheduler_address
+    finally:
+        local.close()
+
+
+def proof_ok(prefix: str, nonce: int | None, digest: str | None, difficulty: int) -> bool:
+    """Checked from scratch with hashlib, not with the code under test."""
+    assert nonce is not None
+    expected = hashlib.sha256(f"{prefix}{nonce}".encode()).hexdigest()
+    return digest == expected and expected.startswith("0" * difficulty)
+
+
+async def test_generic_and_structs_proofs_verify_and_workers_use_the_c_kernel(
+    cluster: str,
+) -> None:
+    assert C_KERNEL != "hashlib", "the C kernel is not built: the workers would not use it"
+    build = structs_prefix(ActionType.STRUCT_BUILD_COMPLETE, "5-42", 1000)
+    raid = structs_prefix(ActionType.PLANET_RAID_COMPLETE, "9-30", 712049, target_id="2-1")
+    assert (build, raid) == ("5-42BUILD1000NONCE", "9-30@2-1RAID712049NONCE")  # the SPEC's
+    jobs = [("dask-generic-", 5), (build, 5), (raid, 4)]
+    async with DaskPool.open(cluster) as pool:
+        assert pool.kernel_name == C_KERNEL  # as reported by every worker
+        assert pool.size == 2 and pool.hashrate > 0
+        for i, (prefix, difficulty) in enumerate(jobs):
+            outcome = await pool.run(f"j{i}", SearchTask(prefix, difficulty))
+            assert outcome.kind is OutcomeKind.FOUND
+            assert proof_ok(prefix, outcome.nonce, outcome.hash, difficulty), (prefix, outcome)
+
+
+async def test_cancel_stops_the_hashing_on_the_cluster_within_a_second(cluster: str) -> None:
+    pids = await anyio.to_thread.run_sync(worker_pids, cluster, 2)
+    async with DaskPool.open(cluster) as pool:
+        hashing = anyio.Event()
+        handle = pool.submit("endless", SearchTask("dask-cancel-", 64), lambda _: hashing.set())
+        with anyio.fail_after(30):
+            await hashing.wait()
+        assert all(use > IDLE for use in await anyio.to_thread.run_sync(cpu_use, pids))
+        cancelled = time.monotonic()
+        pool.cancel("endless")
+        outcome = await handle.wait()
+        assert outcome.kind is OutcomeKind.CANCELLED
+        idle = await anyio.to_thread.run_sync(seconds_until_idle, pids, cancelled)
+        assert idle < 1.0, f"the workers hashed on for {idle:.2f} s after the cancel"
+
+
+async def test_a_worker_killed_mid_job_and_the_job_still_finds_a_correct_proof(
+    cluster: str,
+) -> None:
+    # The first proof of difficulty 7 for this prefix is 179,280,988 positions deep: several
+    # chunks after the kill (found with the local kernel once; the test does not rely on it).
+    prefix, difficulty = "dask-kill-19-", 7
+    pids = await anyio.to_thread.run_sync(worker_pids, cluster, 2)
+    async with DaskPool.open(cluster) as pool:
+        hashing = anyio.Event()
+        handle = pool.submit("survivor", SearchTask(prefix, difficulty), lambda _: hashing.set())
+        with anyio.fail_after(60):
+            await hashing.wait()
+            assert handle.outcome is None
+            os.kill(pids[0], signal.SIGKILL)  # holding a chunk of the job: both are busy
+            outcome = await handle.wait()
+        assert outcome.kind is OutcomeKind.FOUND
+        assert proof_ok(prefix, outcome.nonce, outcome.hash, difficulty), outcome
+        assert pool.workers_lost == 1
+
+
+async def test_pause_and_resume_hash_each_position_once_and_pause_takes_under_a_second(
+    cluster: str,
+) -> None:
+    async with DaskPool.open(cluster) as pool:
+        limit = int(pool.hashrate * 2.5)  # a few seconds of work in all
+        task = SearchTask("dask-pause-", 64, max_iterations=limit)
+        hashing = anyio.Event()
+        handle = pool.submit("paused", task, lambda _: hashing.set())
+        with anyio.fail_after(60):
+            await hashing.wait()
+            asked = time.monotonic()
+            pool.stop("paused")
+            stopped = await handle.wait()
+        took = time.monotonic() - asked
+        assert stopped.kind is OutcomeKind.STOPPED
+        assert took < 1.0, f"the pause took {took:.2f} s"
+        first = stopped.progress
+        # Every chunk handed out came back: nothing pending, and hashes == positions done.
+        assert first.checkpoint.pending == () and first.hashes == first.checkpoint.position
+        assert 0 < first.hashes < limit
+        resumed = replace(task, checkpoint=first.checkpoint, hashes=first.hashes)
+        with anyio.fail_after(60):
+            outcome = await pool.run("paused", resumed)
+        # The two parts together hashed each position of [0, limit) exactly once.
+        assert outcome.kind is OutcomeKind.EXHAUSTED
+        assert outcome.progress.hashes == limit
+        assert outcome.progress.checkpoint == Checkpoint(limit)
+
+
+def test_nothing_hashes_on_the_cluster_after_its_owner_is_sigkilled(cluster: str) -> None:
+    pids = worker_pids(cluster, 2)
+    owner = subprocess.Popen(
+        [sys.executable, "-m", "tests.dask_child", cluster],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline().strip() == "HASHING"
+        assert all(use > IDLE for use in cpu_use(pids))
+        owner.kill()
+        killed = time.monotonic()
+        owner.wait()
+        # The scheduler drops a dead client's tasks: no chunk starts any more, and those
+        # running end with their chunk.
+        idle = seconds_until_idle(pids, killed)
+        assert idle < CHUNK + 0.5, f"the workers hashed on for {idle:.2f} s"
+        assert all(use < 0.1 for use in cpu_use(pids, window=1.0)), "a chunk started later"
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+async def test_an_unreachable_cluster_at_start_up_is_one_clear_error() -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    with anyio.fail_after(10), pytest.raises(ClusterError) as caught:
+        async with DaskPool.open(address, connect_timeout=1.0):
+            pass
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"POW_CLUSTER={address}: no Dask scheduler answered")
+    assert "dask scheduler" in message and "unset POW_CLUSTER" in message
+
+
+async def test_jobs_wait_with_a_note_while_the_cluster_is_away_and_go_on_when_it_returns() -> None:
+    with dask_processes(workers=1) as procs:
+        async with DaskPool.open(procs.address, cluster_timeout=60) as pool:
+            limit = int(pool.hashrate * 2.0)
+            notes: list[str | None] = []
+            seen = anyio.Event()
+
+            def on_progress(p: Progress) -> None:
+                notes.append(p.note)
+                seen.set()
+
+            task = SearchTask("dask-outage-", 64, max_iterations=limit)
+            handle = pool.submit("outage", task, on_progress)
+            with anyio.fail_after(30):
+                await seen.wait()
+                procs.kill_workers()
+                procs.kill_scheduler()
+                while not notes or notes[-1] is None:
+                    seen = anyio.Event()
+                    await seen.wait()
+            note = notes[-1]
+            assert note is not None and "waiting for the Dask cluster" in note, note
+            assert "POW_CLUSTER_TIMEOUT_SECONDS" in note
+            assert handle.outcome is None  # still running: waiting, not failed
+            procs.start_scheduler()
+            procs.start_worker()
+            with anyio.fail_after(60):
+                outcome = await handle.wait()
+        # It went on from where it was: each position hashed once in all, the note gone.
+        assert outcome.kind is OutcomeKind.EXHAUSTED
+        assert outcome.progress.hashes == limit
+        assert outcome.progress.checkpoint == Checkpoint(limit)
+        assert None in notes[notes.index(note) :]
+
+
+async def test_a_job_fails_when_the_cluster_stays_away_past_the_timeout() -> None:
+    with dask_processes(workers=1) as procs:
+        async with DaskPool.open(procs.address, cluster_timeout=1.0) as pool:
+            hashing = anyio.Event()
+            handle = pool.submit("stranded", SearchTask("dask-gone-", 64), lambda _: hashing.set())
+            with anyio.fail_after(30):
+                await hashing.wait()
+                procs.kill_workers()
+                procs.kill_scheduler()
+                gone = time.monotonic()
+                outcome = await handle.wait()
+            waited = time.monotonic() - gone
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.error is not None and "POW_CLUSTER_TIMEOUT_SECONDS=1" in outcome.error
+    assert 1.0 <= waited < 5.0
+    # Its checkpoint keeps the chunks that were out as pending: a retry loses nothing.
+    progress = outcome.progress
+    assert progress.checkpoint.pending and progress.hashes == progress.checkpoint.done
