@@ -16,7 +16,9 @@ of a worker holds one chunk, and one more chunk is sent to the worker `prefetch_
 before its first one should end: a task reaches a worker only some 10-25 ms after it is
 submitted (the client and the scheduler batch their messages), so without that the worker
 would idle that long per chunk; sent earlier, the spare chunk would sit queued, and a stop
-would wait for it too. So a stop is over within about one chunk plus `prefetch_seconds`.
+would wait for it too. So a stop is over within about one chunk plus `prefetch_seconds`
+(0.65 s) when the worker's rate was measured right; a worker's first chunks are half size,
+before a real one measured it.
 A cancel drops the job's tasks on the cluster at once: queued ones never start, and one
 already running ends with its chunk (Dask cannot interrupt a running task: that is why a
 chunk is short).
@@ -50,15 +52,17 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar, cast
 
 import anyio
+from dask.context import thread_state  # where the worker puts the running task's key
 from distributed import Client, Future, KilledWorker, LocalCluster, WorkerPlugin, get_worker
 
 from pow.kernel import ChunkResult, SearchKernel, get_kernel
+from pow.kernels.base import search_runs
 from pow.layout import LAYOUT_LATEST, LAYOUTS
 from pow.pool.base import HashingPool, JobHandle, ProgressCallback
 from pow.pool.local import _main_module_hidden
@@ -76,7 +80,8 @@ log = logging.getLogger(__name__)
 
 LOCAL = "local"
 CHUNK_SECONDS = 0.5
-PREFETCH_SECONDS = 0.2
+PREFETCH_SECONDS = 0.15
+SLICE_SECONDS = 0.05  # a task looks whether it was cancelled this often
 FIRST_CHUNK = 4096  # the smallest chunk, and the least that measures a rate
 TICK_SECONDS = 0.5  # how often the worker list, the connection and the timeouts are looked at
 CONNECT_TIMEOUT_SECONDS = 10.0  # at most, at start-up and per reconnection attempt
@@ -120,13 +125,43 @@ def calibrate_task(kernel_name: str | None) -> CalibrationAnswer:
     return (get_worker().address, kernel.name, start / elapsed, LAYOUTS)
 
 
+def _cancelled() -> bool:
+    """Whether the task running in this thread was cancelled: its job ended, or its client
+    (the server) went away. Dask cannot interrupt a running task; it marks it "cancelled"
+    in the worker's state (the worker state machine, documented but not a stable API). If
+    that cannot be read, chunks simply run to their end."""
+    try:
+        task = get_worker().state.tasks.get(thread_state.key)
+    except Exception:
+        return False
+    return task is not None and task.state == "cancelled"
+
+
 def search_task(
-    prefix: bytes, start: int, count: int, difficulty: int, layout: int, kernel_name: str | None
+    prefix: bytes,
+    start: int,
+    count: int,
+    difficulty: int,
+    layout: int,
+    kernel_name: str | None,
+    slices: int = 1,
 ) -> SearchAnswer:
-    """On a worker: hash one chunk (positions of the job's layout) with its kernel."""
+    """On a worker: hash one chunk (positions of the job's layout) with its kernel, in
+    `slices` pieces, stopping early once the task is cancelled (its answer is then
+    dropped: an answer that stopped short is never taken for the whole chunk)."""
     kernel = _kernel(kernel_name)
+    size = -(-count // max(1, slices))
+
+    def pieces() -> Iterator[tuple[int, int]]:
+        for offset in range(0, count, size):
+            if offset and _cancelled():
+                return
+            yield (start + offset, min(size, count - offset))
+
     began = time.perf_counter()
-    r = kernel.search(prefix, start, count, difficulty, layout)
+    r = search_runs(
+        pieces(), difficulty, lambda first, n: kernel.search(prefix, first, n, difficulty, layout)
+    )
     seconds = time.perf_counter() - began
     address = get_worker().address
     return (
@@ -459,6 +494,7 @@ class DaskPool(HashingPool):
                 self._local_cluster = await _start_local_cluster(self.size)
             self._client = await _connect(self._local_cluster, self.connect_timeout)
             await self._client.register_plugin(LocalWorkerSetup(), name="pow-mcp-local")
+            await self._client.wait_for_workers(self.size)
         else:
             try:
                 self._client = await _connect(self.cluster, self.connect_timeout)
@@ -469,7 +505,6 @@ class DaskPool(HashingPool):
                     f"then `dask worker {self.cluster}` on each hashing machine, with "
                     "pow-mcp[dask] installed) or unset POW_CLUSTER to hash on this machine"
                 ) from None
-            await self._client.wait_for_workers(self.size)
         await self._refresh_workers()
         calibrating = [w.calibrating for w in self._workers.values() if w.calibrating]
         if calibrating:
@@ -777,7 +812,12 @@ class DaskPool(HashingPool):
     # -- chunks (pool's loop) -------------------------------------------------------------------
 
     def _chunk_size(self, worker: _Worker) -> int:
-        return max(FIRST_CHUNK, int(worker.rate * self.chunk_seconds))
+        seconds = self.chunk_seconds
+        if not worker.measured:
+            # The calibration is a 50 ms sample, maybe taken while the machine was idle: the
+            # first chunks are half size, so a wrong rate cannot make one run long.
+            seconds /= 2
+        return max(FIRST_CHUNK, int(worker.rate * seconds))
 
     def _dispatch(self) -> float:
         """Hand chunks to workers with room; returns when to look again (monotonic)."""
@@ -823,6 +863,7 @@ class DaskPool(HashingPool):
             chunk.difficulty,
             chunk.layout,
             self._kernel_wanted,
+            max(1, round(seconds / SLICE_SECONDS)),
             key=key,
             # Loosely: if the worker dies, the scheduler runs the chunk on another one.
             workers=[worker.address],
@@ -902,5 +943,11 @@ class DaskPool(HashingPool):
             # The worker's queued chunk starts now, behind the one that just came back.
             spare = max(worker.out.values(), key=lambda o: o.ends_at)
             spare.ends_at = now + spare.seconds
+        if found is None and hashes < out.chunk.count:
+            # Stopped short although nobody cancelled it (the worker thought it was): the
+            # rest was not searched, so the whole chunk is searched again.
+            log.warning("job %s: chunk %d came back unfinished", out.chunk.job_id, out.chunk.start)
+            self._emit(self._scheduler.chunk_returned(out.chunk))
+            return
         result = ChunkResult(found, hashes, best_nonce, best_zeros, best_hash)
         self._emit(self._scheduler.chunk_done(out.chunk, result, now))
