@@ -58,6 +58,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar, cast
 
 import anyio
+import dask.config
 from dask.context import thread_state  # where the worker puts the running task's key
 from distributed import Client, Future, KilledWorker, LocalCluster, WorkerPlugin, get_worker
 
@@ -231,14 +232,26 @@ async def _connect(target: str | _Closable, connect_timeout: float) -> _DaskClie
 
 
 async def _start_local_cluster(workers: int) -> _Closable:
-    cluster = LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",  # never a fixed port that another program may hold
-        asynchronous=True,
-    )
-    return cast(_Closable, await cluster)
+    """POW_CLUSTER=local: `workers` processes of one thread, tuned for hashing only, since
+    here they share the CPUs with the server. Off or slowed down: the statistical profiler
+    (a stack sample every 10 ms), the event loops' health check (every 20 ms) and system
+    monitor (every 0.5 s), which together took 3-4% of a worker's CPU; no memory limit to
+    watch either (a chunk holds a few bytes)."""
+    quiet = {
+        "distributed.worker.profile.enabled": False,
+        "distributed.admin.tick.interval": "1s",
+        "distributed.admin.system-monitor.interval": "2s",
+    }
+    with dask.config.set(quiet):
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=0,
+            dashboard_address=":0",  # never a fixed port that another program may hold
+            asynchronous=True,
+        )
+        return cast(_Closable, await cluster)
 
 
 @dataclass(eq=False)  # identity: one worker of the cluster, by address
@@ -539,7 +552,7 @@ class DaskPool(HashingPool):
                     log.warning("looking at the Dask cluster failed", exc_info=True)
                 next_tick = time.monotonic() + TICK_SECONDS
             when = min(self._dispatch(), next_tick)
-            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, when - time.monotonic()))
 
     async def _shutdown(self) -> None:
