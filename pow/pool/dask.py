@@ -613,7 +613,8 @@ class DaskPool(HashingPool):
             self._events.put((job_id, event))
 
     def _failed(self, job_id: str, error: str) -> list[Event]:
-        """End a job as FAILED with `error` (there is no chunk of it out when this is used)."""
+        """End a job as FAILED with `error`. Its chunks still out are dropped (nothing hashes
+        while the pool waits for its cluster) and stay pending in its checkpoint."""
         return [
             (jid, replace(e, kind=OutcomeKind.FAILED, error=error))
             if isinstance(e, Outcome)
