@@ -40,7 +40,7 @@ from mcp.client.stdio import StdioServerParameters
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from store import JobStatus, StoreSettings, connect, new_instance_id  # noqa: E402
+from store import JobQuery, JobStatus, StoreSettings, connect, new_instance_id  # noqa: E402
 from store.jsonfile import JsonFileJobStore  # noqa: E402
 from store.jsonfile.codec import encode_line, render  # noqa: E402
 from store.record import JobRecord, JobResult, Progress, ProofOfWork, utc_now  # noqa: E402
@@ -173,6 +173,32 @@ async def through_server(settings: StoreSettings, ids: list[str], calls: int) ->
     return Figures(startup, memory, latencies)
 
 
+async def in_process(settings: StoreSettings, ids: list[str], calls: int) -> dict[str, list[float]]:
+    """The same three operations on the store itself, in this process: what the store costs
+    without MCP around it."""
+    rng = random.Random(2)
+    store = await connect(settings)
+    owner = store.instance_id
+    times: dict[str, list[float]] = {"get": [], "create (durable)": [], "find (page of 50)": []}
+    try:
+        for n in range(calls):
+            start = time.perf_counter()
+            await store.get(rng.choice(ids))
+            times["get"].append(time.perf_counter() - start)
+            record = make_records(1)[0].model_copy(
+                update={"job_id": f"pow_9_inproc{n:06d}", "owner": owner}
+            )
+            start = time.perf_counter()
+            await store.create([record])
+            times["create (durable)"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            await store.find(JobQuery(limit=50))
+            times["find (page of 50)"].append(time.perf_counter() - start)
+    finally:
+        await store.close()
+    return times
+
+
 def json_memory_per_job(count: int) -> float:
     """Bytes per job the open JSON store holds (tracemalloc, in this process)."""
     records = make_records(count)
@@ -252,6 +278,12 @@ def main() -> None:
                     figures = anyio.run(through_server, settings, ids, args.calls)
                     base = base or figures
                     report(backend, size, figures, base)
+                    store_times = anyio.run(in_process, settings, ids, args.calls)
+                    for name, values in store_times.items():
+                        values.sort()
+                        p50 = values[len(values) // 2] * 1000
+                        p99 = values[min(len(values) - 1, int(0.99 * len(values)))] * 1000
+                        print(f"  store alone: {name:<19} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
         if "json" in args.backends:
             count = max(args.json_sizes)
             per_job = json_memory_per_job(count)

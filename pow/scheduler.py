@@ -153,6 +153,7 @@ class _Job:
     started: float | None = None
     stopping: bool = False
     last_served: int = -1
+    rank: int = 0  # among one priority, lower first (the policy's order of age-based jobs)
     in_flight: dict[int, int] = field(default_factory=dict)  # start -> count
     retry: list[tuple[int, int]] = field(default_factory=list)
     losses: int = 0
@@ -232,7 +233,7 @@ class Scheduler:
         candidates = [job for job in self._jobs.values() if job.runnable()]
         if not candidates:
             return None
-        job = min(candidates, key=lambda j: (-j.task.priority, j.last_served, j.seq))
+        job = min(candidates, key=lambda j: (-j.task.priority, j.rank, j.last_served, j.seq))
         self._tick += 1
         job.last_served = self._tick
         if job.started is None:
@@ -323,6 +324,12 @@ class Scheduler:
     def cancel_all(self, error: str) -> list[Event]:
         """End every job (the pool is going away) so nobody waits forever."""
         return [self._finish(job, OutcomeKind.FAILED, error) for job in list(self._jobs.values())]
+
+    def set_rank(self, job_id: str, rank: int) -> None:
+        """Order among jobs of one priority: lower ranks are served first."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.rank = rank
 
     def set_difficulty(self, job_id: str, difficulty: int) -> list[Event]:
         """Change the target; a best hash already good enough finishes the job now."""

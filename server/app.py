@@ -7,18 +7,29 @@ import os
 import signal
 import socket
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import anyio
 import uvicorn
+from anyio.abc import TaskGroup
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 
 from server import resources
+from server.auth import CALLER, LOCAL_CALLER, HttpGate, caller_of, is_loopback, own_names
 from server.config import Config, ConfigError
 from server.manager import JobManager, open_manager
+from server.resources import JobFeed, ResourceWire
+from server.stdio import serve_stdio
+from server.tasks import TaskBoard, TasksProtocol
 from server.tools import build_tools
 
 log = logging.getLogger("pow-mcp")
+
+HTTP_MAX_CONNECTIONS = 200
+HTTP_KEEP_ALIVE_SECONDS = 5
 
 INSTRUCTIONS = """\
 Finds SHA-256 proofs of work in the background. Start a job with start_proof_of_work (a
@@ -35,24 +46,44 @@ def _version() -> str:
         return "0+unknown"
 
 
-def build_server(manager: JobManager) -> MCPServer:
+def build_server(manager: JobManager, task_group: TaskGroup) -> MCPServer:
+    """The MCP server over `manager`; its background work (job notifications) runs in
+    `task_group`."""
+    bus = InMemorySubscriptionBus()
+    feed = JobFeed(manager, bus)
+    tasks = TasksProtocol(TaskBoard(manager), task_group)
     mcp: MCPServer = MCPServer(
         name="pow-mcp",
         title="Proof-of-work jobs",
         instructions=INSTRUCTIONS,
         version=_version(),
         tools=build_tools(manager),
+        extensions=[tasks],
+        subscriptions=bus,
+        middleware=[_with_caller, tasks.middleware, ResourceWire(feed)],
     )
-    resources.register(mcp, manager)
+    resources.register(mcp, manager, feed)
+    task_group.start_soon(feed.run, name="job notifications")
     return mcp
 
 
-def transport_security(host: str, port: int) -> TransportSecuritySettings:
-    """DNS-rebinding protection: only the server's own Host and Origin are accepted."""
-    names = {host}
-    if host in ("127.0.0.1", "localhost", "::1", "[::1]"):
-        names |= {"127.0.0.1", "localhost", "[::1]"}
-    hosts = sorted(f"{name}:{port}" for name in names)
+async def _with_caller(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """The request's principal (from the HTTP gate; stdio is the local one) for the job
+    manager, for the length of the request."""
+    token = CALLER.set(LOCAL_CALLER if ctx.request is None else caller_of(ctx.request))
+    try:
+        return await call_next(ctx)
+    finally:
+        CALLER.reset(token)
+
+
+def transport_security(
+    host: str, port: int, extra: tuple[str, ...] = ()
+) -> TransportSecuritySettings:
+    """DNS-rebinding protection: only the server's own names (those of the address it is
+    bound to) and the --allowed-host ones are accepted as Host and Origin."""
+    hosts = sorted({f"{name}:{port}" for name in own_names(host)})
+    hosts += [h if ":" in h.removeprefix("[").split("]")[-1] else f"{h}:{port}" for h in extra]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,
@@ -75,21 +106,34 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _serve_http(mcp: MCPServer, config: Config, sock: socket.socket) -> None:
-    app = mcp.streamable_http_app(
-        transport_security=transport_security(config.host, config.port), host=config.host
+def _http_server(mcp: MCPServer, config: Config) -> uvicorn.Server:
+    security = transport_security(config.host, config.port, config.allowed_hosts)
+    tokens = config.tokens()
+    app = HttpGate(mcp.streamable_http_app(transport_security=security, host=config.host), tokens)
+    if tokens is None and not is_loopback(config.host):
+        log.warning(
+            "--insecure-no-auth: serving %s:%d WITHOUT authentication; anyone who can reach it "
+            "can start, read and cancel jobs",
+            config.host,
+            config.port,
+        )
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            # Bounded: idle keep-alive connections and a flood of clients cannot use up the
+            # process's file descriptors (those beyond the limit get 503 at once).
+            limit_concurrency=HTTP_MAX_CONNECTIONS,
+            timeout_keep_alive=HTTP_KEEP_ALIVE_SECONDS,
+        )
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    # The socket already listens, so clients may connect from this line on.
-    log.info("serving MCP over Streamable HTTP at http://%s:%d/mcp", config.host, config.port)
-    await server.serve(sockets=[sock])
 
 
-async def _stop_on_signal(manager: JobManager, scope: anyio.CancelScope, stdio: bool) -> None:
+async def _stop_on_signal(manager: JobManager, http: uvicorn.Server | None) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info("received %s; shutting down", signal.Signals(signum).name)
-            if stdio:
+            if http is None:
                 # The SDK reads stdin in a thread that no cancellation interrupts, so the
                 # transport would only end when the client closes stdin. Finish the graceful
                 # part here (jobs recorded, file flushed, workers joined), then leave.
@@ -99,7 +143,7 @@ async def _stop_on_signal(manager: JobManager, scope: anyio.CancelScope, stdio: 
                 log.info("pow-mcp stopped")
                 logging.shutdown()
                 os._exit(0)
-            scope.cancel()
+            http.should_exit = True  # uvicorn closes its connections and returns from serve
             return
 
 
@@ -119,12 +163,18 @@ async def serve(config: Config) -> None:
             manager.pool.hashrate / 1e6,
             config.transport,
         )
-        mcp = build_server(manager)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signal, manager, tg.cancel_scope, config.transport == "stdio")
-            if sock is not None:
-                await _serve_http(mcp, config, sock)
+            mcp = build_server(manager, tg)
+            http = _http_server(mcp, config) if sock is not None else None
+            tg.start_soon(_stop_on_signal, manager, http)
+            if http is not None:
+                assert sock is not None
+                # The socket already listens, so clients may connect from this line on.
+                log.info(
+                    "serving MCP over Streamable HTTP at http://%s:%d/mcp", *sock.getsockname()[:2]
+                )
+                await http.serve(sockets=[sock])
             else:
-                await mcp.run_stdio_async()
+                await serve_stdio(mcp)
             tg.cancel_scope.cancel()
     log.info("pow-mcp stopped")

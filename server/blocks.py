@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class BlockClock:
             self._changed.set()
             self._changed = anyio.Event()
 
-    async def poll_once(self, client: httpx.AsyncClient) -> None:
+    async def poll_once(self, client: httpx2.AsyncClient) -> None:
         assert self.url is not None
         try:
             response = await client.get(self.url, timeout=POLL_TIMEOUT_SECONDS)
@@ -93,7 +93,7 @@ class BlockClock:
             self._observe(parse_height(response.text))
             self.last_error = None
             self._last_success = time.monotonic()
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx2.HTTPError, ValueError) as exc:
             if str(exc) != self.last_error:
                 log.warning("block height from %s failed (%s); extrapolating", self.url, exc)
             self.last_error = str(exc)
@@ -101,14 +101,14 @@ class BlockClock:
     async def refresh(self) -> None:
         """Poll once now (a job needs a height before the next scheduled poll)."""
         if self.url is not None:
-            async with httpx.AsyncClient(follow_redirects=True) as client:
+            async with httpx2.AsyncClient(follow_redirects=True) as client:
                 await self.poll_once(client)
 
     async def run(self) -> None:
         """Poll forever (about once a block); returns at once when no URL is configured."""
         if self.url is None:
             return
-        async with httpx.AsyncClient(follow_redirects=True) as client:
+        async with httpx2.AsyncClient(follow_redirects=True) as client:
             while True:
                 await self.poll_once(client)
                 await anyio.sleep(max(self.block_time, 0.05))

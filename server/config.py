@@ -9,8 +9,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pow.policy import AUTO, TargetStart
 from pow.pool import default_workers
-from pow.scheme import MAX_DIFFICULTY
+from server.auth import TokenError, Tokens, is_loopback
 from store import StoreConfigError, StoreSettings
 
 
@@ -39,13 +40,29 @@ class Config:
     block_height_url: str | None = None
     block_time_seconds: float = 5.0
     block_height_grace_seconds: float = 300.0
-    target_difficulty_start: int = 5
+    target_start: TargetStart = AUTO  # TARGET_DIFFICULTY_START
     kernel: str | None = None
     cluster: str | None = None  # POW_CLUSTER: None (local pool), "local" or tcp://HOST:PORT
     cluster_timeout_seconds: float = 300.0
     transport: str = "stdio"
     host: str = "127.0.0.1"
     port: int = 8000
+    token: str | None = None  # POW_MCP_TOKEN: the principal `default`
+    token_file: Path | None = None  # --token-file: name:token lines
+    insecure_no_auth: bool = False  # --insecure-no-auth: serve off loopback without tokens
+    allowed_hosts: tuple[str, ...] = ()  # --allowed-host, POW_MCP_ALLOWED_HOSTS
+    max_active_jobs: int = 1000  # POW_MAX_ACTIVE_JOBS, per principal
+
+    def tokens(self) -> Tokens | None:
+        """The HTTP bearer tokens, None if there are none."""
+        try:
+            if self.token_file is not None:
+                return Tokens.from_file(self.token_file)
+            if self.token is not None:
+                return Tokens.single(self.token)
+        except TokenError as exc:
+            raise ConfigError(str(exc)) from None
+        return None
 
     @property
     def jobs_file(self) -> Path:
@@ -63,8 +80,11 @@ class Config:
     def with_overrides(self, **changes: object) -> Config:
         """Apply CLI flags that were given (None means not given)."""
         given = {key: value for key, value in changes.items() if value is not None}
-        if "data_dir" in given:
-            given["data_dir"] = Path(str(given["data_dir"]))
+        for name in ("data_dir", "token_file"):
+            if name in given:
+                given[name] = Path(str(given[name]))
+        if "allowed_hosts" in given:
+            given["allowed_hosts"] = self.allowed_hosts + tuple(given["allowed_hosts"])  # type: ignore[arg-type]
         updated = replace(self, **given)  # type: ignore[arg-type]
         _check(updated)
         return updated
@@ -101,8 +121,6 @@ def _check(config: Config) -> None:
         raise ConfigError(f"POW_WORKERS must be at least 1, got {config.workers}")
     if config.block_time_seconds <= 0:
         raise ConfigError("BLOCK_TIME_SECONDS must be greater than 0")
-    if not 1 <= config.target_difficulty_start <= MAX_DIFFICULTY:
-        raise ConfigError(f"TARGET_DIFFICULTY_START must be 1..{MAX_DIFFICULTY}")
     if config.block_height_url is not None:
         url = urlparse(config.block_height_url)
         if url.scheme not in ("http", "https") or not url.netloc:
@@ -117,6 +135,8 @@ def _check(config: Config) -> None:
         )
     if config.transport not in ("stdio", "http"):
         raise ConfigError(f"--transport must be stdio or http, got {config.transport!r}")
+    if config.transport == "http":
+        _check_http(config)
     if not 0 < config.port < 65536:
         raise ConfigError(f"--port must be 1..65535, got {config.port}")
 
@@ -130,6 +150,23 @@ def _is_cluster(value: str) -> bool:
     except ValueError:
         return False
     return url.scheme == "tcp" and bool(url.hostname) and port is not None and not url.path
+
+
+def _target_start(text: str) -> TargetStart:
+    try:
+        return TargetStart.parse(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_http(config: Config) -> None:
+    open_to_all = config.tokens() is None and not is_loopback(config.host)
+    if open_to_all and not config.insecure_no_auth:
+        raise ConfigError(
+            f"--host {config.host} is reachable from other machines, and no token is set: "
+            "set POW_MCP_TOKEN (or --token-file FILE), or bind 127.0.0.1; "
+            "--insecure-no-auth serves it open to anyone who can reach it"
+        )
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -165,20 +202,25 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         block_height_grace_seconds=_number(
             "BLOCK_HEIGHT_GRACE_SECONDS", env.get("BLOCK_HEIGHT_GRACE_SECONDS", "300"), minimum=0
         ),
-        target_difficulty_start=int(
-            _number(
-                "TARGET_DIFFICULTY_START",
-                env.get("TARGET_DIFFICULTY_START", "5"),
-                minimum=1,
-                integer=True,
-            )
-        ),
+        target_start=_target_start(env.get("TARGET_DIFFICULTY_START", "auto")),
         kernel=env.get("POW_KERNEL") or None,
         cluster=(env.get("POW_CLUSTER") or "").strip() or None,
         cluster_timeout_seconds=_number(
             "POW_CLUSTER_TIMEOUT_SECONDS",
             env.get("POW_CLUSTER_TIMEOUT_SECONDS", "300"),
             minimum=0,
+        ),
+        token=env.get("POW_MCP_TOKEN") or None,
+        allowed_hosts=tuple(
+            h.strip() for h in env.get("POW_MCP_ALLOWED_HOSTS", "").split(",") if h.strip()
+        ),
+        max_active_jobs=int(
+            _number(
+                "POW_MAX_ACTIVE_JOBS",
+                env.get("POW_MAX_ACTIVE_JOBS", "1000"),
+                minimum=1,
+                integer=True,
+            )
         ),
     )
     _check(config)

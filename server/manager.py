@@ -14,7 +14,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import anyio
@@ -23,11 +24,13 @@ from anyio.abc import TaskGroup
 from pow.difficulty import age_difficulty, expected_hashes
 from pow.layout import LAYOUT_LATEST
 from pow.pool import HashingPool, LocalPool
+from server.auth import CALLER
 from server.blocks import Anchor, BlockClock
 from server.config import Config, ConfigError
 from server.dispatcher import Dispatcher
+from server.planner import plan_info, preview
 from server.runner import LiveJob, Runner, StopReason, waiting_info
-from server.spec import JobInputError, JobSpec, new_id
+from server.spec import JobInputError, JobSpec, TaskRequest, new_id
 from store import (
     ACTIVE,
     INTERRUPTED_ERROR,
@@ -41,7 +44,8 @@ from store import (
     open_store,
     utc_now,
 )
-from store.record import ANY_INSTANCE, Checkpoint, Recovery
+from store.api import visible
+from store.record import ANY_INSTANCE, UNFINISHED, Checkpoint, Recovery
 from store.writer import ProgressWriter
 
 if TYPE_CHECKING:
@@ -103,12 +107,14 @@ class JobManager:
         *,
         tags: Sequence[str] = (),
         batch_id: str | None = None,
-        principal: str | None = None,
-        keep_until: datetime | None = None,
+        task: TaskRequest | None = None,
     ) -> list[JobRecord]:
-        """Record the jobs durably (all or none) and queue them; returns their records."""
+        """Record the jobs durably (all or none) and queue them, for the calling principal;
+        returns their records."""
         if self._closing:
             raise JobInputError("the server is shutting down; start the job again after restart")
+        principal = CALLER.get().principal
+        await self._check_active_limit(principal, len(specs))
         deps = await self._dependencies(specs)
         now = utc_now()
         records = []
@@ -126,13 +132,16 @@ class JobManager:
                 batch_id=batch_id,
                 tags=sorted(set(spec.tags) | set(tags)),
                 blocked_by=[d for d in spec.depends_on if deps[d] is not JobStatus.COMPLETED],
-                keep_until=keep_until,
                 kernel=self.pool.kernel_name,
                 checkpoint=Checkpoint(layout=LAYOUT_LATEST),  # its search order, for good
             )
             if spec.age_based:
                 record = self._initial_wait(record, spec, anchor)
             records.append(record)
+        if task is not None:  # the first job heads the task: its id is the job's or the batch's
+            keep = None if task.ttl_seconds is None else now + timedelta(seconds=task.ttl_seconds)
+            records[0] = records[0].model_copy(update={"task_id": batch_id or records[0].job_id})
+            records = [r.model_copy(update={"keep_until": keep}) for r in records]
         await self.store.create(records)
         for record, spec in zip(records, specs, strict=True):
             log.info("job %s created: prefix %r, %s", record.job_id, spec.prefix, _describe(spec))
@@ -140,6 +149,16 @@ class JobManager:
                 self.dispatcher.start_now(record)
         self.dispatcher.wake(blocked=any(r.blocked_by for r in records))
         return records
+
+    async def _check_active_limit(self, principal: str | None, adding: int) -> None:
+        most = self.config.max_active_jobs
+        active = await self.store.count(UNFINISHED, principal)
+        if active + adding > most:
+            who = f"principal {principal!r}" if principal else "this server"
+            raise JobInputError(
+                f"{who} has {active} unfinished jobs and may have at most {most} "
+                "(POW_MAX_ACTIVE_JOBS): wait for some to end, or cancel some, then start again"
+            )
 
     async def _dependencies(self, specs: Sequence[JobSpec]) -> dict[str, JobStatus]:
         wanted = sorted({d for spec in specs for d in spec.depends_on})
@@ -178,10 +197,17 @@ class JobManager:
         assert source is not None
         height = source.now()
         difficulty = age_difficulty(height - spec.block_start, spec.difficulty_range)
-        start = self.config.target_difficulty_start
-        if difficulty <= start:
-            return record
-        info = waiting_info(spec, height, difficulty, start)
+        target = self.config.target_start
+        if target.threshold is not None:
+            if difficulty <= target.threshold:
+                return record
+            info = waiting_info(spec, height, difficulty, target.threshold)
+        else:
+            rate, block = self.pool.hashrate, self.config.block_time_seconds
+            plan = preview(target, spec, record, height, rate, block)
+            if plan.should_hash(height):
+                return record
+            info = plan_info(plan, spec, height, difficulty)
         return record.model_copy(update={"status": JobStatus.WAITING, "waiting_info": info})
 
     def current_difficulty(self, record: JobRecord) -> int:
@@ -210,14 +236,17 @@ class JobManager:
     async def get(self, job_id: str) -> JobRecord:
         """The job's record: live if this instance runs it, else as stored."""
         live = self.dispatcher.live.get(job_id)
-        if live is not None and not live.done.is_set():
-            return live.record
-        record = await self.store.get(job_id)
+        record = live.record if live is not None and not live.done.is_set() else None
         if record is None:
-            raise UnknownJob(job_id)
+            record = await self.store.get(job_id)
+        if record is None or not visible(record.principal, CALLER.get().viewer):
+            raise UnknownJob(job_id)  # another principal's job is as good as absent
         return record
 
     async def find(self, query: JobQuery) -> tuple[list[JobRecord], int]:
+        viewer = CALLER.get().viewer
+        if viewer is not None:
+            query = replace(query, visible_to=viewer)
         records, total = await self.store.find(query)
         return [self._live_or(record) for record in records], total
 
@@ -228,12 +257,16 @@ class JobManager:
         return live.record
 
     async def cleanup(self, max_age_seconds: float) -> list[str]:
-        return await self.store.delete_finished(max_age_seconds)
+        """Remove finished jobs (a principal who does not see all: its own only)."""
+        caller = CALLER.get()
+        principal = None if caller.sees_all else caller.principal
+        return await self.store.delete_finished(max_age_seconds, principal=principal)
 
     # -- control -----------------------------------------------------------------------------
 
     async def cancel(self, job_id: str) -> tuple[JobRecord, bool]:
         """Stop a job wherever it runs; returns its record and whether this call cancelled it."""
+        await self.get(job_id)  # visible to the caller, or UnknownJob
         record, changed = await self._store_move(self.store.cancel, job_id)
         live = self.dispatcher.live.get(job_id)
         if changed and live is not None:
@@ -244,6 +277,7 @@ class JobManager:
 
     async def pause(self, job_id: str) -> tuple[JobRecord, bool]:
         """queued, waiting or running -> paused, keeping the checkpoint; (record, changed)."""
+        await self.get(job_id)
         record, changed = await self._store_move(self.store.pause, job_id)
         live = self.dispatcher.live.get(job_id)
         if changed and live is not None:
@@ -255,6 +289,7 @@ class JobManager:
 
     async def resume(self, job_id: str) -> tuple[JobRecord, bool]:
         """paused -> queued, run by this instance from its checkpoint; (record, changed)."""
+        await self.get(job_id)
         record, changed = await self._store_move(
             lambda i: self.store.resume(i, self.store.instance_id), job_id
         )
@@ -285,7 +320,7 @@ class JobManager:
                 if report is not None and now - last_report >= PROGRESS_REPORT_SECONDS:
                     last_report = now
                     await report(record)
-                await self._next_change([job_id])
+                await self.next_change([job_id])
                 record = await self.get(job_id)
             return record, False
         return await self.get(job_id), True
@@ -313,11 +348,11 @@ class JobManager:
                     await report(done, len(records))
                 if done == len(records) or (any_done and done):
                     return records, False
-                await self._next_change(job_ids)
+                await self.next_change(job_ids)
                 records = [await self.get(job_id) for job_id in job_ids]
         return [await self.get(job_id) for job_id in job_ids], True
 
-    async def _next_change(self, job_ids: Sequence[str]) -> None:
+    async def next_change(self, job_ids: Sequence[str]) -> None:
         """Return when one of these jobs may have changed (here or in another process)."""
         waits: list[Callable[[], Awaitable[object]]] = [
             self.store.wait_for_change,
@@ -418,10 +453,17 @@ class JobManager:
         """Expected hashes and seconds until a proof: for a waiting job, the blocks still to
         pass plus the hashing at the difficulty where it will start."""
         rate = self.pool.hashrate
-        if record.status is JobStatus.WAITING and record.waiting_info is not None:
-            expected = expected_hashes(min(difficulty, self.config.target_difficulty_start))
-            blocks = record.waiting_info.blocks_remaining or 0
-            wait = blocks * self.config.block_time_seconds
+        info = record.waiting_info
+        if record.status is JobStatus.WAITING and info is not None:
+            if info.expected_valid_block is not None and info.current_age is not None:
+                data = record.job_data
+                height = int(data["block_start"]) + info.current_age
+                blocks = max(0, info.expected_valid_block - height)
+                expected = expected_hashes(info.target_zeros or difficulty)
+                return expected, blocks * self.config.block_time_seconds
+            start = info.start_difficulty or difficulty
+            expected = expected_hashes(min(difficulty, start))
+            wait = (info.blocks_remaining or 0) * self.config.block_time_seconds
             return expected, (wait + expected / rate) if rate > 0 else None
         expected = expected_hashes(difficulty)
         return expected, (expected / rate) if rate > 0 else None

@@ -22,6 +22,7 @@ from pow.pool.base import HashingPool
 from pow.scheduler import Best, Checkpoint, Outcome, OutcomeKind, Progress, SearchTask
 from server.blocks import Anchor, BlockClock
 from server.config import Config
+from server.planner import Planner, plan_info
 from server.spec import JobSpec
 from store import JobRecord, JobStatus, JobStore, StoreError, StoreWriteError, utc_now
 from store.record import (
@@ -105,6 +106,8 @@ class Runner:
     ) -> None:
         self.config, self.store, self.pool, self.clock = config, store, pool, clock
         self.writer = writer
+        start = config.target_start
+        self.planner = Planner(start, pool, config.block_time_seconds) if start.auto else None
         self.closing = False
 
     async def run(self, job: LiveJob) -> None:
@@ -120,6 +123,8 @@ class Runner:
             log.exception("job %s: failed unexpectedly", job.job_id)
             await self._attempt_failed(job, INTERNAL_ERROR)
         finally:
+            if self.planner is not None:
+                self.planner.leave(job.job_id)
             self.writer.discard(job.job_id)
             job.done.set()
             job.notify()
@@ -404,12 +409,23 @@ class Runner:
 
     async def _wait_until_startable(self, job: LiveJob) -> bool:
         """Wait (status waiting) until hashing should start; False if told to stop first."""
+        joined = False
         while True:
             fault = self._source_fault(job)
             if fault is not None:
                 raise RetryableError(fault)
-            difficulty = self._update_difficulty(job)
-            if difficulty <= self.config.target_difficulty_start:
+            self._update_difficulty(job)
+            if self.planner is not None and not joined:
+                self.planner.join(
+                    job.job_id,
+                    lambda: job.record,
+                    job.spec,
+                    lambda: self._source(job),
+                    shared=self.clock.url is not None,
+                    hashing=lambda: job.hashing,
+                )
+                joined = True
+            if self._should_start(job):
                 return True
             waiting = job.record.model_copy(
                 update={
@@ -468,9 +484,29 @@ class Runner:
         job.difficulty = age_difficulty(job.height - spec.block_start, spec.difficulty_range)
         return job.difficulty
 
+    def _should_start(self, job: LiveJob) -> bool:
+        threshold = self.config.target_start.threshold
+        if self.planner is None:
+            assert threshold is not None
+            return job.difficulty <= threshold
+        return self.planner.plan(job.job_id).should_hash(job.height)
+
     def _waiting_info(self, job: LiveJob) -> WaitingInfo:
-        return waiting_info(
-            job.spec, job.height, job.difficulty, self.config.target_difficulty_start
+        threshold = self.config.target_start.threshold
+        if self.planner is None or job.job_id not in self.planner:
+            start = threshold if threshold is not None else job.difficulty
+            return waiting_info(job.spec, job.height, job.difficulty, start)
+        plan = self.planner.plan(job.job_id)
+        return plan_info(plan, job.spec, job.height, job.difficulty, self._clock_note())
+
+    def _clock_note(self) -> str | None:
+        """Said in waiting_info while the height source is silent (heights extrapolated)."""
+        silent = self.clock.silent_for()
+        if self.clock.url is None or silent <= 2 * self.config.block_time_seconds:
+            return None
+        return (
+            f"the block height source has not answered for {silent:.0f} s; the plan goes on "
+            f"from heights extrapolated at {self.config.block_time_seconds:g} s a block"
         )
 
     def _seconds_to_next_block(self, job: LiveJob) -> float:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from store.record import JobRecord, JobStatus
+from store.record import JobRecord, JobStatus, WaitingInfo
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class StartAnswer(BaseModel):
@@ -23,7 +27,13 @@ class StartAnswer(BaseModel):
         "blocks still to pass plus the hashing at the start difficulty."
     )
     kernel: str = Field(description="The hashing kernel the workers run.")
-    waiting_info: dict[str, int] | None = None
+    waiting_info: WaitingInfo | None = Field(
+        default=None, description="Age-based jobs: the age, difficulty and plan now."
+    )
+    job: JobRecord | None = Field(
+        default=None,
+        description="Only in the result of an MCP task: the job's full record, with the proof.",
+    )
 
 
 class JobAnswer(JobRecord):
@@ -75,6 +85,10 @@ class BatchAnswer(BaseModel):
     job_ids: list[str] = Field(description="The new jobs, in the order of `jobs`.")
     statuses: list[JobStatus] = Field(description="Each job's status now, in the same order.")
     tags: list[str]
+    jobs: list[JobRecord] | None = Field(
+        default=None,
+        description="Only in the result of an MCP task: the jobs' full records, with proofs.",
+    )
 
 
 class WaitManyAnswer(BaseModel):
@@ -112,23 +126,40 @@ class VerifyAnswer(BaseModel):
 
 
 def summary(record: JobRecord, difficulty: int | None = None) -> JobSummary:
+    """A list entry. A stored job_data field of the wrong type (a record written by hand,
+    or by something else) is shown as null, with a warning, and never fails the page."""
     data: dict[str, Any] = record.job_data or {}
     proof = record.result.proof_of_work if record.result else None
+    stored_difficulty = _typed(record, "difficulty", int)
     return JobSummary(
         job_id=record.job_id,
         status=record.status,
         created_at=record.created_at,
         completed_at=record.completed_at,
-        prefix=data.get("prefix"),
+        prefix=_typed(record, "prefix", str),
         difficulty=difficulty
-        or data.get("difficulty")
+        or stored_difficulty
         or (record.waiting_info.current_difficulty if record.waiting_info else None),
         hashes=record.progress.hashes if record.progress else 0,
         nonce=proof.nonce if proof else None,
-        label=data.get("label"),
-        player_id=data.get("player_id"),
+        label=_typed(record, "label", str) if "label" in data else None,
+        player_id=_typed(record, "player_id", str) if "player_id" in data else None,
         error=record.error,
         tags=record.tags,
         batch_id=record.batch_id,
         blocked_by=record.blocked_by,
     )
+
+
+def _typed(record: JobRecord, name: str, kind: type[T]) -> T | None:
+    value = (record.job_data or {}).get(name)
+    if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    log.warning(
+        "job %s: its stored job_data.%s is %s, not %s; listed as null",
+        record.job_id,
+        name,
+        type(value).__name__,
+        kind.__name__,
+    )
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -16,6 +17,17 @@ _BASE36 = string.digits + string.ascii_lowercase
 
 class JobInputError(ValueError):
     """Arguments that cannot make a job; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """A task-augmented call: the jobs it starts form one MCP task, kept at least `ttl`."""
+
+    ttl_seconds: float | None = None
+
+
+# Set by the MCP Tasks layer (server/tasks.py) around a tool call that creates a task.
+TASK_REQUEST: ContextVar[TaskRequest | None] = ContextVar("task_request", default=None)
 
 
 def new_id(kind: str) -> str:

@@ -98,6 +98,8 @@ class JobFacts(Protocol):
     @property
     def batch_id(self) -> str | None: ...
     @property
+    def task_id(self) -> str | None: ...
+    @property
     def tags(self) -> Iterable[str]: ...
 
 
@@ -108,6 +110,8 @@ class JobQuery:
     statuses: frozenset[JobStatus] | None = None
     tags: frozenset[str] = frozenset()  # jobs carrying all of them
     batch_id: str | None = None
+    tasks_only: bool = False  # only the jobs that head an MCP task (`task_id` set)
+    id_prefix: str = ""  # only ids starting with it (completion of a job id)
     created_after: datetime | None = None
     created_before: datetime | None = None
     visible_to: str | None = None  # a principal: its own jobs and those of nobody
@@ -129,6 +133,10 @@ class JobQuery:
         if self.statuses is not None and record.status not in self.statuses:
             return False
         if self.batch_id is not None and record.batch_id != self.batch_id:
+            return False
+        if self.tasks_only and record.task_id is None:
+            return False
+        if not record.job_id.startswith(self.id_prefix):
             return False
         if self.tags and not self.tags.issubset(set(record.tags)):
             return False
@@ -176,13 +184,21 @@ def runnable_order(record: JobFacts) -> tuple[int, datetime, str]:
     return (-record.priority, record.created_at, record.job_id)
 
 
-def is_expired(record: JobFacts, cutoff: datetime, now: datetime) -> bool:
-    """Terminal, ended by `cutoff`, and past any `keep_until` (an MCP task's ttl)."""
-    return (
-        record.status in TERMINAL
-        and record.finished_at <= cutoff
-        and (record.keep_until is None or record.keep_until <= now)
-    )
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """Which finished jobs a cleanup removes."""
+
+    cutoff: datetime  # ended by then
+    now: datetime  # past any keep_until (an MCP task's ttl) by then
+    principal: str | None = None  # of this principal only, if given
+
+    def covers(self, record: JobFacts) -> bool:
+        return (
+            record.status in TERMINAL
+            and record.finished_at <= self.cutoff
+            and (record.keep_until is None or record.keep_until <= self.now)
+            and (self.principal is None or record.principal == self.principal)
+        )
 
 
 def is_runnable(record: JobRecord, owner: str, now: datetime) -> bool:
@@ -288,13 +304,15 @@ class JobStore(ABC):
         return await self._move(job_id, Condition(RESUMABLE), change)
 
     async def delete_finished(
-        self, max_age_seconds: float, now: datetime | None = None
+        self, max_age_seconds: float, now: datetime | None = None, principal: str | None = None
     ) -> list[str]:
         """Remove terminal jobs that ended at least `max_age_seconds` before `now` and whose
-        `keep_until` has passed; returns their ids."""
+        `keep_until` has passed (of `principal` only, if given); returns their ids."""
         now = _aware(now or utc_now())
         cutoff = retention_cutoff(max_age_seconds, now)
-        return [] if cutoff is None else await self._delete_finished(cutoff, now)
+        if cutoff is None:
+            return []
+        return await self._delete_finished(Expiry(cutoff, now, principal))
 
     async def delete_all(self) -> int:
         """Remove every job (`pow-mcp db reset`); returns how many there were."""
@@ -374,7 +392,7 @@ class JobStore(ABC):
         """Several `_change`s in one write; whether each applied."""
 
     @abstractmethod
-    async def _delete_finished(self, cutoff: datetime, now: datetime) -> list[str]: ...
+    async def _delete_finished(self, expiry: Expiry) -> list[str]: ...
 
     @abstractmethod
     async def _delete_all(self) -> int: ...
@@ -388,6 +406,7 @@ __all__ = [
     "MAX_PAGE",
     "SORT_FIELDS",
     "DataDirError",
+    "Expiry",
     "JobExistsError",
     "JobNotFoundError",
     "JobQuery",
@@ -397,7 +416,6 @@ __all__ = [
     "StoreConfigError",
     "StoreError",
     "StoreWriteError",
-    "is_expired",
     "is_runnable",
     "page",
     "retention_cutoff",

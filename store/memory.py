@@ -8,11 +8,11 @@ from datetime import datetime
 import anyio
 
 from store.api import (
+    Expiry,
     JobExistsError,
     JobQuery,
     JobStore,
     StoreClosedError,
-    is_expired,
     is_runnable,
     page,
     runnable_order,
@@ -118,9 +118,9 @@ class MemoryJobStore(JobStore):
         records = self._open()
         return [change_in(records, *item, now)[0] for item in items]
 
-    async def _delete_finished(self, cutoff: datetime, now: datetime) -> list[str]:
+    async def _delete_finished(self, expiry: Expiry) -> list[str]:
         records = self._open()
-        doomed = [job_id for job_id, r in records.items() if is_expired(r, cutoff, now)]
+        doomed = [job_id for job_id, r in records.items() if expiry.covers(r)]
         for job_id in doomed:
             del records[job_id]
         return doomed

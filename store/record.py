@@ -147,8 +147,15 @@ class WaitingInfo(BaseModel):
 
     current_age: int | None = None
     current_difficulty: int | None = None
-    start_difficulty: int | None = None
-    blocks_remaining: int | None = None
+    start_difficulty: int | None = None  # the difficulty when hashing starts
+    blocks_remaining: int | None = None  # until hashing starts
+    # TARGET_DIFFICULTY_START=auto: the job's plan (server/planner.py)
+    plan: str | None = None
+    target_zeros: int | None = None
+    start_block: int | None = None
+    expected_valid_block: int | None = None  # the median block of a valid proof
+    valid_by_block: int | None = None  # valid by here with 95 % probability
+    note: str | None = None
 
 
 class Checkpoint(BaseModel):
@@ -204,6 +211,7 @@ class JobRecord(BaseModel):
     owner: str | None = None  # the server instance that runs (or last ran) the job
     principal: str | None = None  # who asked for it (HTTP token name); None: everyone's
     batch_id: str | None = None
+    task_id: str | None = None  # set on the job that heads an MCP task (its id, or its batch's)
     tags: list[str] = Field(default_factory=list)
     blocked_by: list[str] = Field(default_factory=list)  # unfinished jobs it depends on
     run_after: Timestamp | None = None  # a retry waits until then

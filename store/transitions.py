@@ -45,6 +45,7 @@ STORED_FIELDS: Final = (
     "created_at",
     "principal",
     "batch_id",
+    "task_id",
     "tags",
     "keep_until",
     "completed_at",

@@ -66,3 +66,14 @@ def settings_for(
         database_url=url,
         **options,  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture(params=PERSISTENT_KINDS)
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Server environment for each persistent store, for tests of several server processes."""
+    env = {"JOBS_LEASE_SECONDS": "1.5"}
+    if request.param == "sqlite":
+        env["JOBS_DATABASE_URL"] = "sqlite:///jobs.db"
+    elif request.param == "postgresql":
+        env["JOBS_DATABASE_URL"] = request.getfixturevalue("pg_url")
+    return env

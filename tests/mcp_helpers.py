@@ -6,7 +6,10 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -105,3 +108,43 @@ def kill_server(data_dir: Path) -> None:
 
 def jobs_file(data_dir: Path) -> dict[str, Any]:
     return json.loads((data_dir / "jobs.json").read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def http_server(data_dir: Path, *args: str, **env: str) -> Iterator[str]:
+    """`pow-mcp --transport http` on a free port; yields its URL, stops it with SIGTERM
+    (it must exit 0, without a traceback). Its log is read all along, so a chatty server
+    never blocks."""
+    port = free_port()
+    command = ["-m", "server.cli", "--transport", "http", "--port", str(port), *args]
+    proc = subprocess.Popen(
+        [sys.executable, *command, "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=server_env(data_dir, **env),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    log: list[str] = []
+    for line in proc.stderr:  # the server says so once it listens
+        log.append(line)
+        if "Streamable HTTP" in line:
+            break
+    else:
+        raise AssertionError(f"server exited with {proc.wait()} before serving:\n{''.join(log)}")
+    drain = threading.Thread(target=log.extend, args=(proc.stderr,), daemon=True)
+    drain.start()
+    try:
+        host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
+        yield f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/mcp"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0, "".join(log[-20:])
+        drain.join(timeout=10)
+        assert not any("Traceback" in line for line in log), "".join(log)

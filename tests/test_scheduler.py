@@ -46,6 +46,22 @@ def test_higher_priority_first_then_round_robin() -> None:
     assert s.next_chunk(10, 0.0).job_id == "low"  # type: ignore[union-attr]
 
 
+def test_a_rank_orders_jobs_of_one_priority_below_it() -> None:
+    s = Scheduler()
+    s.add("second", SearchTask("a", 64))
+    s.add("first", SearchTask("b", 64))
+    s.add("urgent", SearchTask("c", 64, Priority.HIGH))
+    s.set_rank("second", 1)
+    s.set_rank("urgent", 5)  # a rank never outweighs a priority
+    assert [s.next_chunk(10, 0.0).job_id for _ in range(2)] == ["urgent", "urgent"]  # type: ignore[union-attr]
+    s.cancel("urgent")
+    assert [s.next_chunk(10, 0.0).job_id for _ in range(3)] == ["first"] * 3  # type: ignore[union-attr]
+    s.set_rank("second", 0)  # equal ranks share the workers again
+    served = {s.next_chunk(10, 0.0).job_id for _ in range(2)}  # type: ignore[union-attr]
+    assert served == {"first", "second"}
+    s.set_rank("gone", 3)  # an id the scheduler does not have: nothing happens
+
+
 def test_max_iterations_bounds_hashes_exactly() -> None:
     s = Scheduler()
     s.add("j", SearchTask("abc-", 64, max_iterations=25, checkpoint=Checkpoint(5), hashes=5))

@@ -9,50 +9,18 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from mcp import Client
 
 from tests.mcp_helpers import ROOT, call, server_env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.mcp_helpers import http_server as serve_http
 
 
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server.cli",
-            "--transport",
-            "http",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        env=server_env(tmp_path),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    try:
-        for line in proc.stderr:  # the server says so once it listens
-            if "Streamable HTTP" in line:
-                break
-        else:
-            pytest.fail(f"server exited with {proc.wait()} before serving")
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0
+    with serve_http(tmp_path) as url:
+        yield url
 
 
 async def test_start_and_wait_over_streamable_http(http_server: str) -> None:
@@ -67,9 +35,9 @@ async def test_start_and_wait_over_streamable_http(http_server: str) -> None:
 def test_requests_from_a_foreign_host_or_origin_are_refused(http_server: str) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     headers = {"Accept": "application/json, text/event-stream"}
-    evil_host = httpx.post(http_server, json=body, headers={**headers, "Host": "evil.example"})
+    evil_host = httpx2.post(http_server, json=body, headers={**headers, "Host": "evil.example"})
     assert evil_host.status_code in (403, 421)
-    evil_origin = httpx.post(
+    evil_origin = httpx2.post(
         http_server, json=body, headers={**headers, "Origin": "http://evil.example"}
     )
     assert evil_origin.status_code == 403

@@ -140,3 +140,26 @@ async def test_claude_desktop_snippet_starts_a_working_server(tmp_path: Path) ->
     async with Client(params) as client:
         tools = (await client.list_tools()).tools
     assert len(tools) == 11
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_started_from_a_terminal_it_says_what_it_waits_for(tmp_path: Path) -> None:
+    controller, terminal = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "--data-dir", str(tmp_path)],
+            cwd=ROOT,
+            env=server_env(tmp_path),
+            stdin=terminal,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        proc.terminate()
+        proc.wait(timeout=30)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert "waiting for an MCP client" in first and "inspector" in first

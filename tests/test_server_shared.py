@@ -8,22 +8,9 @@ import time
 from pathlib import Path
 
 import anyio
-import pytest
 
 from tests.mcp_helpers import call, connect, server_goes_away, server_pids
 from tests.test_server_lifecycle import children_of
-
-KINDS = ["json", "sqlite", "postgresql"]
-
-
-@pytest.fixture(params=KINDS)
-def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    env = {"JOBS_LEASE_SECONDS": "1.5"}
-    if request.param == "sqlite":
-        env["JOBS_DATABASE_URL"] = "sqlite:///jobs.db"
-    elif request.param == "postgresql":
-        env["JOBS_DATABASE_URL"] = request.getfixturevalue("pg_url")
-    return env
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -67,7 +67,7 @@ def test_db_status_migrate_export_import_reset(
     info = json.loads(status.stdout)
     assert info["backend"] == kind and info["total"] == 3
     assert info["jobs"]["completed"] == 2 and info["jobs"]["failed"] == 1
-    assert info["schema"] == ("jobs.json" if kind == "json" else "0001")
+    assert info["schema"] == ("jobs.json" if kind == "json" else "0002")
     text = pow_mcp(store_settings, "db", "status").stdout
     assert f"backend:  {kind}" in text and "completed 2" in text
 
@@ -221,3 +221,67 @@ async def test_a_server_on_a_fresh_database_migrates_and_serves(
         job = await call(client, "start_proof_of_work", prefix="pg-", difficulty=2)
         done = await call(client, "wait_for_job", job_id=job["job_id"])
     assert done["status"] == "completed"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"], indirect=True)
+def test_a_database_of_the_first_schema_is_upgraded_with_its_jobs(
+    kind: str, store_settings: StoreSettings
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from store.sql import engine as sql_engine
+    from store.sql.migrate import MIGRATIONS
+    from store.url import parse_database_url
+
+    url = parse_database_url(store_settings.database_url or "", store_settings.data_dir)
+    record = make_record(JobStatus.COMPLETED)
+    row = sql_engine._row_values(record)
+    del row["task_id"]  # the first schema has no such column
+    store_settings.data_dir.mkdir(parents=True, exist_ok=True)
+    old = create_engine(url.sqlalchemy_url)
+    with old.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(sql_engine.jobs.insert().values(**row))
+    old.dispose()
+
+    migrate = pow_mcp(store_settings, "db", "migrate")
+    assert migrate.returncode == 0, migrate.stderr
+    assert _revision(store_settings) == "0002"
+
+    async def read_back() -> None:
+        store = await connect(store_settings)
+        try:
+            got = await store.get(record.job_id)
+            assert got is not None and got.result == record.result and got.task_id is None
+        finally:
+            await store.close()
+
+    anyio.run(read_back)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"], indirect=True)
+def test_the_migrations_build_the_schema_the_code_declares(
+    kind: str, store_settings: StoreSettings
+) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from store.sql.tables import metadata
+    from store.url import parse_database_url
+
+    assert pow_mcp(store_settings, "db", "migrate").returncode == 0
+    url = parse_database_url(store_settings.database_url or "", store_settings.data_dir)
+    engine = create_engine(url.sqlalchemy_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": False})
+            differences = compare_metadata(context, metadata)
+    finally:
+        engine.dispose()
+    assert [d for d in differences if "alembic_version" not in str(d)] == []

@@ -60,7 +60,9 @@ async def stored(store: JobStore, job_id: str) -> JobRecord:
 @ALL
 async def test_create_and_get_give_independent_copies(store_settings: StoreSettings) -> None:
     async with opened(store_settings) as store:
-        record = mine(store, tags=["a", "b"], batch_id="batch_1_x", principal="alice")
+        record = mine(
+            store, tags=["a", "b"], batch_id="batch_1_x", task_id="batch_1_x", principal="alice"
+        )
         await store.create([record])
         got = await stored(store, record.job_id)
         assert got.model_dump() == record.model_dump()
@@ -105,6 +107,7 @@ async def test_find_filters_sorts_and_pages(store_settings: StoreSettings) -> No
                     created=created,
                     tags=tags_of(n),
                     batch_id="batch_a" if n < 4 else None,
+                    task_id="batch_a" if n == 0 else (f"t{n}" if n == 7 else None),
                     principal="alice" if n == 5 else ("bob" if n == 6 else None),
                     job_data={"prefix": f"p{n}", "priority": ["low", "high"][n % 2]},
                 )
@@ -137,6 +140,11 @@ async def test_find_filters_sorts_and_pages(store_settings: StoreSettings) -> No
         assert by_priority[6:] == [records[n].job_id for n in (10, 8, 6, 4, 2, 0)]
         alice, total = await ids(visible_to="alice")
         assert total == 11 and records[6].job_id not in alice and records[5].job_id in alice
+        assert await ids(tasks_only=True) == ([records[7].job_id, records[0].job_id], 2)
+        prefix = records[3].job_id[:-1]
+        expected_prefixed = [r.job_id for r in reversed(records) if r.job_id.startswith(prefix)]
+        assert await ids(id_prefix=prefix) == (expected_prefixed, len(expected_prefixed))
+        assert await ids(id_prefix="%") == ([], 0)  # a LIKE wildcard is a plain character
 
 
 # -- the transitions ---------------------------------------------------------------------------

@@ -73,6 +73,10 @@ class HashingPool(ABC):
     def set_difficulty(self, job_id: str, difficulty: int) -> None:
         """Change the target; a best hash already good enough ends the search as FOUND."""
 
+    def set_rank(self, job_id: str, rank: int) -> None:  # noqa: B027  # a hint: may be ignored
+        """Among searches of one priority, serve lower ranks first (0, the default, first);
+        equal ranks share the workers. A pool that cannot order its work may ignore it."""
+
     @abstractmethod
     async def aclose(self) -> None:
         """Stop every worker; searches still running end as FAILED."""

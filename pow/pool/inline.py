@@ -55,6 +55,9 @@ class InlinePool(HashingPool):
     def set_difficulty(self, job_id: str, difficulty: int) -> None:
         self._deliver(self._scheduler.set_difficulty(job_id, difficulty))
 
+    def set_rank(self, job_id: str, rank: int) -> None:
+        self._scheduler.set_rank(job_id, rank)
+
     async def aclose(self) -> None:
         self._closed = True
         self._deliver(self._scheduler.cancel_all("the worker pool was shut down"))

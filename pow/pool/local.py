@@ -167,6 +167,9 @@ class WorkerPool:
     def set_difficulty(self, job_id: str, difficulty: int) -> None:
         self._call(lambda: self._emit(self._scheduler.set_difficulty(job_id, difficulty)))
 
+    def set_rank(self, job_id: str, rank: int) -> None:
+        self._call(lambda: self._scheduler.set_rank(job_id, rank))
+
     # -- the scheduler thread ----------------------------------------------------------------
 
     def _call(self, command: Callable[[], None]) -> None:
@@ -372,6 +375,9 @@ class LocalPool(HashingPool):
 
     def set_difficulty(self, job_id: str, difficulty: int) -> None:
         self.pool.set_difficulty(job_id, difficulty)
+
+    def set_rank(self, job_id: str, rank: int) -> None:
+        self.pool.set_rank(job_id, rank)
 
     async def aclose(self) -> None:
         """Stop the workers now (also done on leaving `open`)."""

@@ -50,6 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--database-url", help="job store database, e.g. sqlite:///jobs.db (JOBS_DATABASE_URL)"
     )
+    serve.add_argument(
+        "--token-file", help="HTTP: bearer tokens, one name:token line per principal"
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="HTTP: another Host name to accept (repeatable; POW_MCP_ALLOWED_HOSTS)",
+    )
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="HTTP: serve a non-loopback address without tokens (anyone reaching it may "
+        "start, read and cancel jobs)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="{solve,bench,db,claude-config}")
     db.add_parser(sub)
 
@@ -117,6 +133,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve(args)
 
 
+def _waiting_hint() -> str:
+    """Started from a terminal, the server would look like it hangs: say what it waits for."""
+    command = sys.argv[0] if Path(sys.argv[0]).name == "pow-mcp" else "pow-mcp"
+    return (
+        "pow-mcp is waiting for an MCP client on stdin/stdout (Ctrl-C stops it). An MCP "
+        "client starts it by itself (see `pow-mcp claude-config`); to try it by hand: "
+        f"npx @modelcontextprotocol/inspector {command}"
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     from server.app import serve  # the MCP stack: only when serving (a third of a second)
 
@@ -128,10 +154,15 @@ def _serve(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             database_url=args.database_url,
             workers=args.workers,
+            token_file=args.token_file,
+            allowed_hosts=args.allowed_host,
+            insecure_no_auth=args.insecure_no_auth,
         )
     except ConfigError as exc:
         print(f"pow-mcp: {exc}", file=sys.stderr)
         return 2
+    if config.transport == "stdio" and sys.stdin.isatty():
+        print(_waiting_hint(), file=sys.stderr)
     try:
         anyio.run(serve, config)
     except (StoreError, ConfigError) as exc:

@@ -30,9 +30,11 @@ def hints(*, read_only: bool, destructive: bool, idempotent: bool) -> ToolAnnota
 
 
 def answer(model: BaseModel, text: str) -> CallToolResult:
+    # The full records of a task's result (`job`, `jobs`) are left out of plain answers.
+    unset = {name for name in ("job", "jobs") if getattr(model, name, True) is None}
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
-        structured_content=model.model_dump(mode="json"),
+        structured_content=model.model_dump(mode="json", exclude=unset),
     )
 
 
@@ -84,6 +86,11 @@ def describe(record: JobRecord) -> str:
         return f"{head}, waiting for {', '.join(record.blocked_by)} to complete first."
     if record.status is JobStatus.WAITING and record.waiting_info:
         w = record.waiting_info
+        if w.plan is not None:
+            return (
+                f"{head}: difficulty is {w.current_difficulty} at age {w.current_age}; "
+                f"{w.note}. Call wait_for_job again later."
+            )
         return (
             f"{head}: difficulty is {w.current_difficulty} at age {w.current_age}; hashing "
             f"starts at {w.start_difficulty}, in about {w.blocks_remaining} blocks. "

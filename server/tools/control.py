@@ -12,7 +12,7 @@ from pydantic import Field, WithJsonSchema
 
 from server.manager import JobManager
 from server.schemas import BatchAnswer, ControlAnswer, WaitManyAnswer
-from server.spec import new_id
+from server.spec import TASK_REQUEST, new_id
 from server.tools.args import MAX_TAGS, JobIdArgument, StartArguments, Tag, parse
 from server.tools.common import answer, describe, hints, tool_errors
 from server.tools.jobs import checked, start_answer
@@ -78,7 +78,9 @@ def tools(manager: JobManager) -> list[Tool]:
                 raise ToolError(f"jobs[{i}].tags: at most {MAX_TAGS} tags with the batch's tags")
         batch_id = new_id("batch")
         with tool_errors(failed="the batch could not be saved, so no job was started"):
-            records = await manager.start([a.spec() for a in args], tags=tags, batch_id=batch_id)
+            records = await manager.start(
+                [a.spec() for a in args], tags=tags, batch_id=batch_id, task=TASK_REQUEST.get()
+            )
         model = BatchAnswer(
             batch_id=batch_id,
             job_ids=[r.job_id for r in records],
@@ -161,8 +163,14 @@ def _control(record: JobRecord, changed: bool, verb: str) -> CallToolResult:
             f"job {job_id} has already ended ({status}); only queued, waiting, running or "
             "paused jobs can be paused or resumed"
         )
-    if changed:
-        message = f"Job {job_id} is {status} now. " + describe(record)
+    hashes = record.progress.hashes
+    if changed and verb == "pause":
+        message = describe(record)
+    elif changed:
+        message = (
+            f"Job {job_id} is {status} again and goes on from its checkpoint "
+            f"({hashes:,} hashes so far). Call wait_for_job for the nonce and hash."
+        )
     elif verb == "pause":
         message = f"Job {job_id} was already paused; nothing changed."
     else:
@@ -172,6 +180,6 @@ def _control(record: JobRecord, changed: bool, verb: str) -> CallToolResult:
         status=JobStatus(status),
         changed=changed,
         message=message,
-        hashes=record.progress.hashes,
+        hashes=hashes,
     )
     return answer(model, message)

@@ -15,6 +15,7 @@ from pydantic import Field
 from pow.difficulty import expected_hashes
 from server.manager import JobManager
 from server.schemas import CancelAnswer, CleanupAnswer, JobAnswer, ListAnswer, StartAnswer, summary
+from server.spec import TASK_REQUEST
 from server.tools.args import (
     JOB_ID_PATTERN,
     MAX_TAGS,
@@ -34,6 +35,11 @@ def start_text(record: JobRecord, difficulty: int, expected: int, seconds: float
     eta = f"roughly {duration(seconds)}" if seconds is not None else "time unknown"
     if record.status is JobStatus.WAITING and record.waiting_info is not None:
         w = record.waiting_info
+        if w.plan is not None:
+            return (
+                f"Started job {record.job_id}, waiting: the difficulty is {difficulty} at age "
+                f"{w.current_age}; {w.note} ({eta} until a proof). "
+            )
         return (
             f"Started job {record.job_id}, waiting: the difficulty is {difficulty} at age "
             f"{w.current_age}; hashing starts when it falls to {w.start_difficulty}, in about "
@@ -57,7 +63,7 @@ def start_answer(manager: JobManager, record: JobRecord) -> tuple[StartAnswer, s
         expected_hashes=expected,
         estimated_seconds=round(seconds, 3) if seconds is not None else None,
         kernel=manager.pool.kernel_name,
-        waiting_info=record.waiting_info.model_dump() if record.waiting_info else None,
+        waiting_info=record.waiting_info,
     )
     return model, start_text(record, difficulty, expected, seconds)
 
@@ -77,7 +83,7 @@ def tools(manager: JobManager) -> list[Tool]:
         several proofs at once use start_proof_of_work_batch.
         """
         with tool_errors(failed="the job could not be saved, so it was not started"):
-            (record,) = await manager.start([args.spec()])
+            (record,) = await manager.start([args.spec()], task=TASK_REQUEST.get())
         model, text = start_answer(manager, record)
         return answer(model, text + "Call wait_for_job with this job_id for the nonce and hash.")
 

@@ -51,6 +51,7 @@ _NO_TAGS: frozenset[str] = frozenset()
 _SPARSE_DEFAULTS: dict[str, object] = {
     "principal": None,
     "batch_id": None,
+    "task_id": None,
     "tags": [],
     "blocked_by": [],
     "run_after": None,
@@ -73,6 +74,7 @@ class Entry(NamedTuple):
     owner: str | None
     principal: str | None
     batch_id: str | None
+    task_id: str | None
     tags: frozenset[str]
     blocked: bool
     run_after: datetime | None
@@ -92,6 +94,7 @@ class Entry(NamedTuple):
             None if record.owner is None else intern(record.owner),
             None if record.principal is None else intern(record.principal),
             record.batch_id,
+            record.task_id,
             frozenset(record.tags) if record.tags else _NO_TAGS,
             bool(record.blocked_by),
             record.run_after,

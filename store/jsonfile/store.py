@@ -26,13 +26,13 @@ import anyio
 
 from store.api import (
     DataDirError,
+    Expiry,
     JobExistsError,
     JobQuery,
     JobStore,
     StoreClosedError,
     StoreError,
     StoreWriteError,
-    is_expired,
     runnable_order,
 )
 from store.jsonfile import damage
@@ -288,11 +288,9 @@ class JsonFileJobStore(JobStore):
         )
         return result
 
-    async def _delete_finished(self, cutoff: datetime, now: datetime) -> list[str]:
+    async def _delete_finished(self, expiry: Expiry) -> list[str]:
         def delete(work: _Working) -> list[str]:
-            doomed = [
-                e.job_id for e in work.current_entries().values() if is_expired(e, cutoff, now)
-            ]
+            doomed = [e.job_id for e in work.current_entries().values() if expiry.covers(e)]
             for job_id in doomed:
                 work.delete(job_id)
             return doomed

@@ -49,6 +49,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from store.api import (
+    Expiry,
     JobExistsError,
     JobQuery,
     JobStore,
@@ -94,6 +95,7 @@ _COLUMN_FIELDS = frozenset(
         "owner",
         "principal",
         "batch_id",
+        "task_id",
         "tags",
         "run_after",
         "keep_until",
@@ -116,6 +118,7 @@ def _row_values(record: JobRecord) -> dict[str, Any]:
         "owner": record.owner,
         "principal": record.principal,
         "batch_id": record.batch_id,
+        "task_id": record.task_id,
         "tags": list(record.tags),
         "blocked": bool(record.blocked_by),
         "run_after": record.run_after,
@@ -136,6 +139,7 @@ def _record(row: Row[Any]) -> JobRecord:
         owner=row.owner,
         principal=row.principal,
         batch_id=row.batch_id,
+        task_id=row.task_id,
         tags=row.tags,
         run_after=row.run_after,
         keep_until=row.keep_until,
@@ -180,6 +184,10 @@ def _query_where(query: JobQuery) -> list[ColumnElement[bool]]:
         where.append(jobs.c.status.in_([s.value for s in query.statuses]))
     if query.batch_id is not None:
         where.append(jobs.c.batch_id == query.batch_id)
+    if query.tasks_only:
+        where.append(jobs.c.task_id.is_not(None))
+    if query.id_prefix:
+        where.append(jobs.c.id.startswith(query.id_prefix, autoescape=True))
     if query.created_after is not None:
         where.append(jobs.c.created_at > query.created_after)
     if query.created_before is not None:
@@ -719,8 +727,10 @@ class SqlJobStore(JobStore):
     async def _delete_all(self) -> int:
         return await self._write(_delete_everything)
 
-    async def _delete_finished(self, cutoff: datetime, now: datetime) -> list[str]:
+    async def _delete_finished(self, expiry: Expiry) -> list[str]:
         finished = func.coalesce(jobs.c.completed_at, jobs.c.updated_at, jobs.c.created_at)
+        cutoff, now = expiry.cutoff, expiry.now
+        mine = [] if expiry.principal is None else [jobs.c.principal == expiry.principal]
 
         def remove(conn: Connection) -> list[str]:
             ids = list(
@@ -730,6 +740,7 @@ class SqlJobStore(JobStore):
                         jobs.c.status.in_(_TERMINAL),
                         finished <= cutoff,
                         or_(jobs.c.keep_until.is_(None), jobs.c.keep_until <= now),
+                        *mine,
                     )
                     .returning(jobs.c.id)
                 ).scalars()

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, inspect, select, text
 
 log = logging.getLogger(__name__)
 
-REVISIONS = ("0001",)  # every revision this version knows, oldest first
+REVISIONS = ("0001", "0002")  # every revision this version knows, oldest first
 HEAD = REVISIONS[-1]
 _ADVISORY_LOCK = 0x706F_776D_6370  # "powmcp": serialises migrations on PostgreSQL
 MIGRATIONS = Path(__file__).with_name("migrations")

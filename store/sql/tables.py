@@ -64,6 +64,7 @@ jobs = Table(
     Column("owner", String(128)),
     Column("principal", String(128)),
     Column("batch_id", String(128)),
+    Column("task_id", String(128)),  # revision 0002
     Column("tags", Json, nullable=False),
     Column("blocked", Boolean, nullable=False),
     Column("run_after", UTCDateTime),
@@ -78,6 +79,15 @@ Index("jobs_status_created_at", jobs.c.status, jobs.c.created_at, jobs.c.id)
 Index("jobs_priority_created_at", jobs.c.priority, jobs.c.created_at, jobs.c.id)
 Index("jobs_owner_status", jobs.c.owner, jobs.c.status, jobs.c.priority, jobs.c.created_at)
 Index("jobs_batch_id", jobs.c.batch_id)
+# tasks/list: the jobs that head a task, newest first; few rows carry a task_id, so partial.
+_HEADS_TASK = jobs.c.task_id.is_not(None)
+Index(
+    "jobs_task_created_at",
+    jobs.c.created_at,
+    jobs.c.id,
+    sqlite_where=_HEADS_TASK,
+    postgresql_where=_HEADS_TASK,
+)
 Index("jobs_principal_status", jobs.c.principal, jobs.c.status)
 
 # One row per (job, tag), for indexed "carrying all these tags" queries.

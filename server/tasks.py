@@ -1,0 +1,522 @@
+"""MCP Tasks over the job store: the core tasks of protocol 2025-11-25 and the
+`io.modelcontextprotocol/tasks` extension of 2026-07-28.
+
+A task is what a task-augmented call of `start_proof_of_work` (one job) or
+`start_proof_of_work_batch` (a batch) creates; its taskId is the job_id (the batch_id),
+and the job that heads it carries `task_id` in the store. Nothing about a task lives in
+memory, so it outlives a restart and every instance on the same store answers for it.
+
+- 2025-11-25: the client asks (`params.task`); tasks/get, tasks/result (blocks until the
+  end), tasks/cancel and tasks/list; one notifications/tasks/status when a task ends.
+- 2026-07-28: the server decides. For a client that declares the extension on the request,
+  the two start tools always answer with a task (a proof takes from seconds to hours);
+  tasks/get (the result inline once completed), tasks/cancel, tasks/update.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import anyio
+from anyio.abc import TaskGroup
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.extension import Extension, MethodBinding
+from mcp.server.session import ServerSession
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    CancelTaskRequestParams,
+    GetTaskPayloadRequestParams,
+    GetTaskRequestParams,
+    PaginatedRequestParams,
+    RequestParams,
+    TaskStatusNotification,
+    TaskStatusNotificationParams,
+)
+from pydantic import Field
+
+from server.manager import JobManager, UnknownJob
+from server.schemas import BatchAnswer
+from server.spec import TASK_REQUEST, TaskRequest
+from server.tools.args import JOB_ID_PATTERN
+from server.tools.common import answer, describe
+from server.tools.jobs import start_answer
+from store import JobQuery, JobRecord, JobStatus, StoreError
+from store.api import MAX_PAGE
+
+log = logging.getLogger(__name__)
+
+V2025 = "2025-11-25"
+V2026 = "2026-07-28"
+EXTENSION = "io.modelcontextprotocol/tasks"
+RELATED_TASK = "io.modelcontextprotocol/related-task"
+IMMEDIATE_RESPONSE = "io.modelcontextprotocol/model-immediate-response"
+TASK_TOOLS = frozenset({"start_proof_of_work", "start_proof_of_work_batch"})
+MAX_TTL_SECONDS = 366 * 86400  # a longer ttl is shortened to this (receivers may)
+LIST_PAGE = 50
+POLL_MS = (500, 30_000)  # the suggested poll interval: a fifth of the expected time, within
+
+
+class TaskNotFound(LookupError):
+    pass
+
+
+# -- a task, read from the store --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """A task as the store has it now: its jobs (one, or the batch in order) and timings."""
+
+    task_id: str
+    records: list[JobRecord]
+    ttl_ms: int
+    poll_ms: int | None
+
+    @property
+    def terminal(self) -> bool:
+        return all(r.is_terminal for r in self.records)
+
+    @property
+    def outcome(self) -> str:
+        """working, completed, failed or cancelled: the jobs' state, before any version."""
+        if not self.terminal:
+            return "working"
+        statuses = {r.status for r in self.records}
+        if statuses == {JobStatus.COMPLETED}:
+            return "completed"
+        return "cancelled" if JobStatus.CANCELLED in statuses else "failed"
+
+    def status(self, version: str) -> str:
+        # 2026's `failed` is for protocol errors only: a failed job is a completed task
+        # whose result is an error result.
+        outcome = self.outcome
+        return "completed" if outcome == "failed" and version != V2025 else outcome
+
+    @property
+    def message(self) -> str:
+        if len(self.records) == 1:
+            return status_line(self.records[0])
+        counts = Counter(r.status for r in self.records)
+        parts = ", ".join(f"{counts[s]} {s.value}" for s in JobStatus if counts[s])
+        ended = sum(1 for r in self.records if r.is_terminal)
+        return f"{ended} of {len(self.records)} jobs ended ({parts})"
+
+    def wire(self, version: str) -> dict[str, Any]:
+        """The Task object of `version` (2025: ttl/pollInterval; 2026: ttlMs/pollIntervalMs)."""
+        suffix = "" if version == V2025 else "Ms"
+        task: dict[str, Any] = {
+            "taskId": self.task_id,
+            "status": self.status(version),
+            "statusMessage": self.message,
+            "createdAt": _iso(self.records[0].created_at),
+            "lastUpdatedAt": _iso(max(r.updated_at for r in self.records)),
+            f"ttl{suffix}": self.ttl_ms,
+        }
+        if self.poll_ms is not None:
+            task[f"pollInterval{suffix}"] = self.poll_ms
+        return task
+
+
+def status_line(record: JobRecord) -> str:
+    """One line on a job, for a task's statusMessage."""
+    status = record.status.value
+    p = record.progress
+    proof = record.result.proof_of_work if record.result else None
+    if record.status is JobStatus.COMPLETED and proof is not None:
+        valid = f", valid from block {record.valid_from_block}" if record.valid_from_block else ""
+        return f"completed: nonce {proof.nonce}, hash {proof.hash}{valid}"
+    if record.is_terminal:
+        return f"{status}: {record.error}" if record.error else status
+    if record.status is JobStatus.WAITING and record.waiting_info is not None:
+        w = record.waiting_info
+        if w.plan is not None:
+            return f"waiting: difficulty {w.current_difficulty} now; {w.note}"
+        return (
+            f"waiting: difficulty {w.current_difficulty} now; hashing starts at "
+            f"{w.start_difficulty}, in about {w.blocks_remaining} blocks"
+        )
+    if record.status is JobStatus.QUEUED:
+        return f"queued, after {', '.join(record.blocked_by)}" if record.blocked_by else status
+    if record.status is JobStatus.PAUSED:
+        return f"paused after {p.hashes:,} hashes; resume_job continues it"
+    eta = f", about {p.eta_seconds:.0f} s to go" if p.eta_seconds is not None else ""
+    return (
+        f"running: {p.hashes:,} hashes at {p.hashrate / 1e6:.2f} M/s, best {p.best_zeros} "
+        f"zeros{eta}"
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class TaskBoard:
+    """Tasks as views of the job store: read, wait for, cancel, list, and their results."""
+
+    def __init__(self, manager: JobManager) -> None:
+        self.manager = manager
+
+    async def view(self, task_id: str) -> TaskView:
+        records = await self._records(task_id)
+        return TaskView(task_id, records, self._ttl_ms(records), self._poll_ms(records))
+
+    async def _records(self, task_id: str) -> list[JobRecord]:
+        if not re.fullmatch(JOB_ID_PATTERN, task_id):
+            raise TaskNotFound(task_id)
+        if task_id.startswith("batch_"):
+            query = JobQuery(batch_id=task_id, descending=False, limit=MAX_PAGE)
+            records, _ = await self.manager.find(query)
+        else:
+            try:
+                records = [await self.manager.get(task_id)]
+            except UnknownJob:
+                raise TaskNotFound(task_id) from None
+        if not any(r.task_id == task_id for r in records):
+            raise TaskNotFound(task_id)  # a job or batch started without a task
+        return records
+
+    def _ttl_ms(self, records: list[JobRecord]) -> int:
+        """How long after creation the task is kept at least, as far as known now: until the
+        retention period after its last job ends, and at least the ttl asked for."""
+        retention = timedelta(seconds=self.manager.config.retention_seconds)
+        now = datetime.now(UTC)
+        kept = max((r.completed_at or now) if r.is_terminal else now for r in records) + retention
+        head = records[0]
+        if head.keep_until is not None:
+            kept = max(kept, head.keep_until)
+        return int((kept - head.created_at).total_seconds() * 1000)
+
+    def _poll_ms(self, records: list[JobRecord]) -> int | None:
+        seconds = [self._seconds_left(r) for r in records if not r.is_terminal]
+        if not seconds:
+            return None
+        known = [s for s in seconds if s is not None]
+        expected = min(known) if known else 10.0
+        low, high = POLL_MS
+        return int(min(high, max(low, expected * 1000 / 5)))
+
+    def _seconds_left(self, record: JobRecord) -> float | None:
+        """Until a proof is expected, or sooner if the job's own limits end it first."""
+        _, seconds = self.manager.estimate(record, self.manager.current_difficulty(record))
+        rate = self.manager.pool.hashrate
+        limits = [] if seconds is None else [seconds]
+        if (most := record.job_data.get("max_iterations")) and rate > 0:
+            limits.append(max(0.0, (most - record.progress.hashes) / rate))
+        if timeout := record.job_data.get("timeout_seconds"):
+            limits.append(max(0.0, timeout - record.run_seconds))
+        return min(limits) if limits else None
+
+    async def wait(self, task_id: str) -> TaskView:
+        """The task once it has ended, however long that takes."""
+        while True:
+            view = await self.view(task_id)
+            if view.terminal:
+                return view
+            unfinished = [r.job_id for r in view.records if not r.is_terminal]
+            await self.manager.wait_many(unfinished, any_done=False, seconds=300)
+
+    async def cancel(self, task_id: str) -> TaskView:
+        """Cancel every unfinished job of the task; the task as it is afterwards."""
+        for record in (await self.view(task_id)).records:
+            if not record.is_terminal:
+                with contextlib.suppress(UnknownJob):  # removed meanwhile: nothing to cancel
+                    await self.manager.cancel(record.job_id)
+        return await self.view(task_id)
+
+    async def page(self, cursor: str | None) -> tuple[list[TaskView], str | None]:
+        """Newest first; the cursor is where the previous page ended."""
+        before = _decode_cursor(cursor) if cursor else None
+        query = JobQuery(tasks_only=True, created_before=before, limit=LIST_PAGE + 1)
+        heads, _ = await self.manager.find(query)
+        more = len(heads) > LIST_PAGE
+        heads = heads[:LIST_PAGE]
+        views = []
+        for head in heads:
+            assert head.task_id is not None
+            try:
+                views.append(await self.view(head.task_id))
+            except TaskNotFound:
+                continue  # removed since the query
+        return views, _encode_cursor(heads[-1].created_at) if more else None
+
+    def result(self, view: TaskView) -> dict[str, Any]:
+        """The CallToolResult of the tool that was called, as its wire dict: its answer with
+        the terminal status and the full records; an error result unless every job
+        completed."""
+        if len(view.records) == 1 and view.records[0].batch_id != view.task_id:
+            record = view.records[0]
+            model, _ = start_answer(self.manager, record)
+            result = answer(model.model_copy(update={"job": record}), describe(record))
+        else:
+            batch = BatchAnswer(
+                batch_id=view.task_id,
+                job_ids=[r.job_id for r in view.records],
+                statuses=[r.status for r in view.records],
+                tags=sorted(set().union(*(r.tags for r in view.records))),
+                jobs=view.records,
+            )
+            lines = [f"Batch {view.task_id}: {view.message}."]
+            lines += [f"- {describe(r)}" for r in view.records]
+            result = answer(batch, "\n".join(lines))
+        result = result.model_copy(update={"is_error": view.outcome != "completed"})
+        return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _encode_cursor(moment: datetime) -> str:
+    return base64.urlsafe_b64encode(moment.isoformat().encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(base64.urlsafe_b64decode(cursor.encode()).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise MCPError(INVALID_PARAMS, f"invalid tasks/list cursor {cursor[:40]!r}") from None
+    if moment.tzinfo is None:
+        raise MCPError(INVALID_PARAMS, f"invalid tasks/list cursor {cursor[:40]!r}")
+    return moment
+
+
+# -- the protocol ------------------------------------------------------------------------------
+
+
+def declares_extension(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Whether this 2026 request's client capabilities name the tasks extension."""
+    meta = (ctx.params or {}).get("_meta")
+    capabilities = meta.get(CLIENT_CAPABILITIES_META_KEY) if isinstance(meta, dict) else None
+    extensions = capabilities.get("extensions") if isinstance(capabilities, dict) else None
+    return isinstance(extensions, dict) and EXTENSION in extensions
+
+
+def _not_found(task_id: str) -> MCPError:
+    return MCPError(
+        INVALID_PARAMS,
+        f"Failed to retrieve task: no task {task_id!r} (unknown, or removed after its ttl "
+        "and the retention period)",
+    )
+
+
+def _missing_capability() -> MCPError:
+    return MCPError(
+        MISSING_REQUIRED_CLIENT_CAPABILITY,
+        "Missing required client capability",
+        {"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
+    )
+
+
+class UpdateTaskRequestParams(RequestParams):
+    """tasks/update (2026-07-28): responses to a task's input requests."""
+
+    task_id: str
+    input_responses: dict[str, Any] = Field(default_factory=dict)
+
+
+class TasksProtocol(Extension):
+    """The tasks/* methods (an SDK extension) and the wire rewriting around them (a server
+    middleware: `tools/call` answered with a task, capabilities, `execution` on tools)."""
+
+    identifier = EXTENSION
+
+    def __init__(self, board: TaskBoard, task_group: TaskGroup) -> None:
+        self.board = board
+        self._tg = task_group
+
+    def methods(self) -> list[MethodBinding]:
+        both = frozenset({V2025, V2026})
+        return [
+            MethodBinding("tasks/get", GetTaskRequestParams, self._get, both),
+            MethodBinding("tasks/cancel", CancelTaskRequestParams, self._cancel, both),
+            MethodBinding(
+                "tasks/result", GetTaskPayloadRequestParams, self._result, frozenset({V2025})
+            ),
+            MethodBinding("tasks/list", PaginatedRequestParams, self._list, frozenset({V2025})),
+            MethodBinding(
+                "tasks/update", UpdateTaskRequestParams, self._update, frozenset({V2026})
+            ),
+        ]
+
+    # -- the methods -----------------------------------------------------------------------
+
+    async def _get(
+        self, ctx: ServerRequestContext[Any, Any], params: GetTaskRequestParams
+    ) -> HandlerResult:
+        view = await self._view(ctx, params.task_id)
+        if ctx.protocol_version == V2025:
+            return view.wire(V2025)
+        task = {"resultType": "complete", **view.wire(V2026)}
+        if task["status"] == "completed":
+            task["result"] = self.board.result(view)
+        return task
+
+    async def _result(
+        self, ctx: ServerRequestContext[Any, Any], params: GetTaskPayloadRequestParams
+    ) -> HandlerResult:
+        await self._view(ctx, params.task_id)
+        with _store_errors():
+            view = await self.board.wait(params.task_id)
+        result = self.board.result(view)
+        result.pop("resultType", None)  # a 2026 field
+        result["_meta"] = {**result.get("_meta", {}), RELATED_TASK: {"taskId": view.task_id}}
+        return result
+
+    async def _cancel(
+        self, ctx: ServerRequestContext[Any, Any], params: CancelTaskRequestParams
+    ) -> HandlerResult:
+        view = await self._view(ctx, params.task_id)
+        if ctx.protocol_version != V2025:
+            with _store_errors():
+                await self.board.cancel(view.task_id)
+            return {}  # cooperative: an acknowledgement
+        if view.terminal:
+            raise MCPError(INVALID_PARAMS, f"task {view.task_id} has ended ({view.outcome})")
+        with _store_errors():
+            view = await self.board.cancel(view.task_id)
+        if view.outcome != "cancelled":
+            raise MCPError(INVALID_PARAMS, f"task {view.task_id} ended ({view.outcome}) first")
+        return view.wire(V2025)
+
+    async def _list(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
+    ) -> HandlerResult:
+        with _store_errors():
+            views, cursor = await self.board.page(params.cursor)
+        page: dict[str, Any] = {"tasks": [v.wire(V2025) for v in views]}
+        if cursor is not None:
+            page["nextCursor"] = cursor
+        return page
+
+    async def _update(
+        self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskRequestParams
+    ) -> HandlerResult:
+        await self._view(ctx, params.task_id)
+        return {}  # no task of ours ever asks for input; the responses are ignored
+
+    async def _view(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskView:
+        if ctx.protocol_version != V2025 and not declares_extension(ctx):
+            raise _missing_capability()
+        with _store_errors():
+            return await self.board.view(task_id)
+
+    # -- the middleware --------------------------------------------------------------------
+
+    async def middleware(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        if ctx.method == "tools/call":
+            request = self._task_request(ctx)
+            if request is not None:
+                return await self._start_task(ctx, call_next, request)
+            return await call_next(ctx)
+        result = await call_next(ctx)
+        if not isinstance(result, dict):
+            return result
+        if ctx.method == "initialize":
+            _advertise_2025(result)
+        elif ctx.method == "server/discover":
+            _advertise_2026(result, declares_extension(ctx))
+        elif ctx.method == "tools/list" and ctx.protocol_version == V2025:
+            for tool in result.get("tools", []):
+                if tool.get("name") in TASK_TOOLS:
+                    tool["execution"] = {"taskSupport": "optional"}
+        return result
+
+    def _task_request(self, ctx: ServerRequestContext[Any, Any]) -> TaskRequest | None:
+        params = ctx.params or {}
+        name = params.get("name")
+        if ctx.protocol_version == V2025 and params.get("task") is not None:
+            if name not in TASK_TOOLS:
+                raise MCPError(
+                    METHOD_NOT_FOUND,
+                    f"tool {name!r} does not run as a task (execution.taskSupport is "
+                    "forbidden): call it without `task`; start_proof_of_work and "
+                    "start_proof_of_work_batch can run as tasks",
+                )
+            return TaskRequest(ttl_seconds=_ttl_seconds(params["task"]))
+        if ctx.protocol_version == V2026 and name in TASK_TOOLS and declares_extension(ctx):
+            return TaskRequest()
+        return None
+
+    async def _start_task(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, request: TaskRequest
+    ) -> HandlerResult:
+        token = TASK_REQUEST.set(request)
+        try:
+            result = await call_next(ctx)
+        finally:
+            TASK_REQUEST.reset(token)
+        if not isinstance(result, dict) or result.get("isError"):
+            return result  # bad arguments, or not saved: no task, and the tool's error says why
+        answer = result.get("structuredContent") or {}
+        task_id = str(answer.get("batch_id") or answer.get("job_id"))
+        with _store_errors():
+            view = await self.board.view(task_id)
+        log.info("task %s created (%s)", task_id, ctx.protocol_version)
+        if ctx.protocol_version == V2025:
+            self._tg.start_soon(self._notify_end, ctx.session, task_id)
+            text = " ".join(c.get("text", "") for c in result.get("content", []))
+            return {"task": view.wire(V2025), "_meta": {IMMEDIATE_RESPONSE: text}}
+        created = {"resultType": "task", **view.wire(V2026)}
+        if "_meta" in result:
+            created["_meta"] = result["_meta"]  # the serverInfo stamp of 2026
+        return created
+
+    async def _notify_end(self, session: ServerSession, task_id: str) -> None:
+        """notifications/tasks/status once the task has ended (2025-11-25, optional there)."""
+        try:
+            view = await self.board.wait(task_id)
+            params = TaskStatusNotificationParams.model_validate(view.wire(V2025))
+            notification = TaskStatusNotification(params=params)
+            # The SDK keeps the task notification out of its typed union (types only).
+            await session.send_notification(cast(Any, notification))
+        except TaskNotFound:
+            pass  # removed meanwhile
+        except (StoreError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            log.debug("task %s: no status notification (%s)", task_id, exc)
+
+
+def _ttl_seconds(task: object) -> float | None:
+    ttl = task.get("ttl") if isinstance(task, dict) else None
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+        raise MCPError(INVALID_PARAMS, f"task.ttl must be a whole number of ms >= 0, not {ttl!r}")
+    return min(ttl / 1000, MAX_TTL_SECONDS)
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Store failures and vanished tasks as the protocol's errors."""
+    try:
+        yield
+    except TaskNotFound as exc:
+        raise _not_found(str(exc)) from None
+    except StoreError as exc:
+        raise MCPError(INTERNAL_ERROR, f"the job store failed: {exc}") from None
+
+
+def _advertise_2025(result: dict[str, Any]) -> None:
+    capabilities = result.setdefault("capabilities", {})
+    capabilities.pop("extensions", None)  # 2025's tasks are core, not an extension
+    if result.get("protocolVersion") == V2025:
+        capabilities["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+
+
+def _advertise_2026(result: dict[str, Any], declared: bool) -> None:
+    extensions = result.get("capabilities", {}).get("extensions")
+    if isinstance(extensions, dict) and not declared:
+        extensions.pop(EXTENSION, None)  # advertised only to clients that declare it
+        if not extensions:
+            del result["capabilities"]["extensions"]

@@ -1,0 +1,48 @@
+"""The README is the user's reference: the tools, statuses and variables it documents are
+the server's, and it sends the reader nowhere outside the repository."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from store import JobStatus
+from tests.mcp_helpers import ROOT, connect
+
+README = (ROOT / "README.md").read_text()
+CODE = [p for folder in ("server", "store", "pow") for p in (ROOT / folder).rglob("*.py")]
+# An environment variable the code reads: env.get("X"), env["X"], os.environ.get("X").
+READS = re.compile(r"(?:env|environ)(?:\.get\(|\[)\"([A-Z][A-Z0-9_]+)\"")
+
+
+def section(title: str) -> str:
+    start = README.index(f"\n## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else None]
+
+
+def table_names(text: str) -> set[str]:
+    return set(re.findall(r"^\| `([A-Za-z_][A-Za-z0-9_]*)` \|", text, flags=re.MULTILINE))
+
+
+def test_every_variable_the_code_reads_is_documented_and_no_other() -> None:
+    read = {name for path in CODE for name in READS.findall(path.read_text())}
+    documented = table_names(section("Configuration"))
+    assert read == documented
+
+
+async def test_the_documented_tools_are_the_servers_tools(tmp_path: Path) -> None:
+    async with connect(tmp_path) as client:
+        served = {tool.name for tool in (await client.list_tools()).tools}
+    assert table_names(section("The tools")) == served
+
+
+def test_every_status_is_documented() -> None:
+    statuses = section("The tools").split("Job statuses:", 1)[1].split("\n\n", 1)[0]
+    assert {s.value for s in JobStatus} <= set(re.findall(r"`([a-z]+)`", statuses))
+
+
+def test_the_docs_send_nobody_outside_the_repository() -> None:
+    for path in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
+        text = path.read_text()
+        assert "../shared" not in text and "SPEC.md" not in text, path
