@@ -22,7 +22,7 @@ from distributed import LocalCluster
 
 from pow.kernel import available_kernels
 from pow.pool.dask import ClusterError, DaskPool
-from pow.scheduler import Checkpoint, OutcomeKind, SearchTask
+from pow.scheduler import Checkpoint, Chunk, OutcomeKind, SearchTask
 from pow.scheme import ActionType, structs_prefix
 from tests.dask_helpers import (
     IDLE,
@@ -135,6 +135,39 @@ async def test_pause_and_resume_hash_each_position_once_and_pause_takes_under_a_
         assert outcome.kind is OutcomeKind.EXHAUSTED
         assert outcome.progress.hashes == limit
         assert outcome.progress.checkpoint == Checkpoint(limit)
+
+
+async def test_a_lower_rank_takes_every_chunk_handed_out_until_it_has_none_left(
+    cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The planner's order (HashingPool.set_rank) reaches the cluster through the pool's
+    # Scheduler: which job each chunk handed out belongs to, in order, says whether it held.
+    async with DaskPool.open(cluster, chunk_seconds=0.1) as pool:
+        handed: list[str] = []
+        next_chunk = pool._scheduler.next_chunk
+
+        def recording(size: int, now: float) -> Chunk | None:
+            chunk = next_chunk(size, now)
+            if chunk is not None:
+                handed.append(chunk.job_id)
+            return chunk
+
+        monkeypatch.setattr(pool._scheduler, "next_chunk", recording)
+        hashing = anyio.Event()
+        later = pool.submit("later", SearchTask("dask-rank-a-", 64), lambda _: hashing.set())
+        with anyio.fail_after(30):
+            await hashing.wait()
+            pool.set_rank("later", 1)  # posted before the next job: it applies first
+            sooner = SearchTask("dask-rank-b-", 64, max_iterations=int(pool.hashrate * 0.5))
+            outcome = await pool.run("sooner", sooner)
+            assert outcome.kind is OutcomeKind.EXHAUSTED
+            pool.cancel("later")
+            await later.wait()
+    first = handed.index("sooner")
+    last = len(handed) - 1 - handed[::-1].index("sooner")
+    assert handed[first : last + 1] == ["sooner"] * (last - first + 1), handed
+    assert "later" in handed[:first]  # it hashed before, and once "sooner" had no chunk left:
+    assert "later" in handed[last + 1 :]
 
 
 async def test_closing_the_pool_fails_its_searches_and_leaves_nothing_hashing(

@@ -438,6 +438,12 @@ class DaskPool(HashingPool):
             self._command, job_id, lambda: self._scheduler.set_difficulty(job_id, difficulty)
         )
 
+    def set_rank(self, job_id: str, rank: int) -> None:
+        # Chunks go out in the order of the same `Scheduler` as the local pool's (each free
+        # worker takes the next chunk it hands out), so the planner's rank orders the cluster's
+        # work too, from the next chunk on; chunks already out finish first.
+        self._post(self._scheduler.set_rank, job_id, rank)
+
     def _post(self, command: Callable[..., None], *args: Any) -> None:
         if self._closing or self._loop is None:
             raise RuntimeError("the Dask pool is shut down")
