@@ -174,12 +174,22 @@ def main() -> None:
         f"cost of a chunk: scheduler {sched * 1e3:.2f} ms CPU, server {mine * 1e3:.2f} ms CPU "
         f"(at {chunk_rate:.0f} tiny chunks/s)"
     )
+    chunk = 0.5  # DaskPool's chunk_seconds
+    print(
+        f"overhead per {chunk:g} s chunk: scheduler {sched / chunk:.2%}, server "
+        f"{mine / chunk:.2%} of the hashing it stands for"
+    )
     for n in (100, 1000):
-        per_second = n / 0.5  # one 0.5 s chunk per worker thread
+        per_second = n / chunk  # one chunk per worker thread every `chunk` seconds
         print(
-            f"{n:5d} worker threads, 0.5 s chunks: {per_second:6.0f} chunks/s; scheduler "
+            f"{n:5d} worker threads, {chunk:g} s chunks: {per_second:6.0f} chunks/s; scheduler "
             f"{per_second * sched:5.2f} CPUs, server {per_second * mine:5.2f} CPUs"
         )
+    # The scheduler and the pool each handle chunks on one event loop: one CPU at most.
+    print(
+        f"one CPU each: scheduler {1 / sched:.0f} chunks/s ({chunk / sched:.0f} worker threads), "
+        f"server {1 / mine:.0f} chunks/s ({chunk / mine:.0f} worker threads)"
+    )
 
 
 if __name__ == "__main__":
