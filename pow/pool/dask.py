@@ -37,6 +37,10 @@ Failures.
   killed, the operating system closes its connection to the scheduler, which drops every
   task of the client at once: queued chunks never start, running ones end with their
   chunk. With `local`, the worker processes are children of this one and exit with it.
+  In every case, even when this machine vanishes without closing the connection, the
+  cluster holds no more of this server's work than one chunk per worker thread and one
+  spare per worker (chunks are handed out as workers need them, never queued ahead): that
+  bound stands in for a lease, which tasks would otherwise have to poll.
 """
 
 from __future__ import annotations
