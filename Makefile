@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 KERNEL_C := $(wildcard pow/kernels/c/*.c pow/kernels/c/*.h)
 KERNEL_CORE := pow/kernels/c/sha256_search.c pow/kernels/c/kat.c
 
-.PHONY: run test lint bench test-arm64 test-sanitize clean
+.PHONY: run test lint bench test-lowest test-portable test-arm64 test-sanitize clean
 
 # Stamps re-run the install whenever the project definition or the kernel's C code changes.
 $(VENV)/.stamp-run: pyproject.toml setup.py $(KERNEL_C)
@@ -23,13 +23,34 @@ $(VENV)/.stamp-dev: pyproject.toml setup.py $(KERNEL_C)
 run: $(VENV)/.stamp-run
 	$(BIN)/pow-mcp
 
+# mypy also as if on Windows and macOS: an attribute those lack is an error outside a
+# `sys.platform` guard.
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --platform win32 --cache-dir .mypy_cache/win32
+	$(BIN)/mypy --platform darwin --cache-dir .mypy_cache/darwin
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The suite against the lowest versions our dependency floors allow, in a venv of its own:
+# the floors in pyproject.toml must be floors that work.
+LOWEST := .venv-lowest
+test-lowest:
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST)/bin/python .ci/lowest_constraints.py pyproject.toml > $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/python -m pip install --quiet -c $(LOWEST)/constraints.txt -e '.[dev]'
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider
+
+# The whole suite again with the code macOS and Windows run where Linux has its own: file
+# locks through portalocker, parent death by the parent's sentinel, stop signals through
+# plain handlers. (Windows itself cannot run here; `make lint` type-checks for it.)
+test-portable: $(VENV)/.stamp-dev
+	POW_PORTABLE=1 $(BIN)/python -m pytest
 
 bench: $(VENV)/.stamp-run
 	$(BIN)/python benchmarks/hashrate.py

@@ -22,6 +22,7 @@ from server.auth import CALLER, LOCAL_CALLER, HttpGate, caller_of, is_loopback, 
 from server.config import Config, ConfigError
 from server.manager import JobManager, open_manager
 from server.resources import JobFeed, ResourceWire
+from server.signals import stop_signals
 from server.stdio import serve_stdio
 from server.tasks import TaskBoard, TasksProtocol
 from server.tools import build_tools
@@ -130,7 +131,7 @@ def _http_server(mcp: MCPServer, config: Config) -> uvicorn.Server:
 
 
 async def _stop_on_signal(manager: JobManager, http: uvicorn.Server | None) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with stop_signals() as signals:
         async for signum in signals:
             log.info("received %s; shutting down", signal.Signals(signum).name)
             if http is None:

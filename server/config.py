@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,11 +26,45 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 RECOVERY_POLICIES = ("fail", "resume")
+LOCAL_DATA_DIR = Path("data/jobs")
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    """`./data/jobs`, unless it cannot be created here (a desktop client may start the
+    server in a read-only directory): then `jobs` in the per-user data directory.
+
+    Probes by creating (and at once removing) a file where `./data/jobs` would go, so it
+    leaves nothing behind and asks the OS itself, whatever its permission model.
+    """
+    here = LOCAL_DATA_DIR.absolute()
+    probe = here
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a directory")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        import platformdirs  # only for this fallback
+
+        fallback = Path(platformdirs.user_data_dir("pow-mcp")) / "jobs"
+        log.info(
+            "JOBS_DATA_DIR is unset and %s cannot be created (%s); the default data "
+            "directory is %s",
+            here,
+            exc.strerror or exc,
+            fallback,
+        )
+        return fallback
+    return LOCAL_DATA_DIR
 
 
 @dataclass(frozen=True)
 class Config:
-    data_dir: Path = Path("data/jobs")
+    data_dir: Path = LOCAL_DATA_DIR
     persist: bool = True
     database_url: str | None = None
     lease_seconds: float = 15.0
@@ -174,7 +210,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     base = Config()
     config = Config(
-        data_dir=Path(env.get("JOBS_DATA_DIR") or base.data_dir),
+        data_dir=Path(env["JOBS_DATA_DIR"]) if env.get("JOBS_DATA_DIR") else default_data_dir(),
         persist=_bool("PERSIST_JOBS", env["PERSIST_JOBS"]) if "PERSIST_JOBS" in env else True,
         database_url=env.get("JOBS_DATABASE_URL") or None,
         lease_seconds=_number(

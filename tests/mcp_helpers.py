@@ -22,7 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def server_env(data_dir: Path, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "POW_", "BLOCK_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("JOBS_", "POW_", "BLOCK_")) or k == "POW_PORTABLE"
+    }
     env.update(
         JOBS_DATA_DIR=str(data_dir),
         POW_WORKERS="1",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from store import JobRecord, JobStatus, StoreSettings, utc_now
+from store.jsonfile.locks import flocked
 
 CHILD = Path(__file__).with_name("store_child.py")
 ROOT = CHILD.parent.parent
@@ -60,13 +60,10 @@ def raw_jobs(data_dir: Path) -> dict[str, Any]:
 
 @contextmanager
 def holding_write_lock(data_dir: Path) -> Iterator[None]:
-    """Hold `jobs.json.lock` exclusively, as another process in mid-write would."""
-    fd = os.open(data_dir / "jobs.json.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    """Hold `jobs.json.lock` exclusively, as another process in mid-write would (with the
+    store's own locks: flock, or portalocker under POW_PORTABLE=1)."""
+    with flocked(data_dir / "jobs.json.lock", exclusive=True):
         yield
-    finally:
-        os.close(fd)
 
 
 def aside(data_dir: Path, pattern: str = "jobs.json.corrupt-*") -> list[Path]:

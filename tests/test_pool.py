@@ -20,6 +20,7 @@ from pow.kernel import available_kernels
 from pow.pool import LocalPool
 from pow.scheduler import Checkpoint, OutcomeKind, Progress, SearchTask
 from pow.scheme import verify
+from pow.worker import parent_watch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,9 +167,21 @@ async def test_no_child_processes_are_left_after_shutdown() -> None:
             os.kill(pid, 0)
 
 
-def test_workers_exit_when_their_parent_is_sigkilled() -> None:
+def test_pow_portable_selects_the_parent_sentinel() -> None:
+    assert parent_watch({"POW_PORTABLE": "1"}) == "sentinel"
+    assert parent_watch({"POW_PORTABLE": "0"}) == parent_watch({}) == "getppid"
+
+
+# getppid polling is Linux's own way; the sentinel (POW_PORTABLE=1) is what macOS and
+# Windows use: a pipe only the parent holds, or a handle to the parent process.
+@pytest.mark.parametrize("portable", ["0", "1"], ids=["getppid", "sentinel"])
+def test_workers_exit_when_their_parent_is_sigkilled(portable: str) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.pool_child", "2"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "tests.pool_child", "2"],
+        cwd=ROOT,
+        env={**os.environ, "POW_PORTABLE": portable},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None
     line = child.stdout.readline().split()
@@ -177,4 +190,4 @@ def test_workers_exit_when_their_parent_is_sigkilled() -> None:
     child.kill()
     child.wait()
     # SPEC: each worker notices within 2 s that its parent is gone and exits.
-    assert wait_for_exit(pids, timeout=3.0) == []
+    assert wait_for_exit(pids, timeout=2.0) == []

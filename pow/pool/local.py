@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -35,6 +35,11 @@ from pow.scheduler import (
     SearchTask,
 )
 from pow.worker import worker_main
+
+if sys.platform == "win32":
+    from multiprocessing.connection import PipeConnection as Connection
+else:
+    from multiprocessing.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +84,11 @@ class WorkerPool:
         self._workers: list[_Worker] = []
         self._scheduler = Scheduler()
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
+        # Wakes the scheduler thread. A Connection, not os.pipe: on Windows `wait` takes
+        # Connections, sockets and process handles only.
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._closed = False
@@ -129,8 +137,8 @@ class WorkerPool:
                 worker.process.kill()
                 worker.process.join()
             worker.conn.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._wake_r.close()
+        self._wake_w.close()
         log.info("worker pool stopped")
 
     def __enter__(self) -> WorkerPool:
@@ -179,7 +187,10 @@ class WorkerPool:
 
     def _post(self, command: Callable[[], None]) -> None:
         self._commands.put(command)
-        os.write(self._wake_w, b"x")
+        with self._wake_lock:  # one wake-up message at a time, and one pending at most
+            if not self._wake_pending:
+                self._wake_pending = True
+                self._wake_w.send_bytes(b"x")
 
     def _request_stop(self) -> None:
         self._stopping = True
@@ -200,18 +211,20 @@ class WorkerPool:
             self._emit(self._scheduler.cancel_all("internal error in the worker pool"))
 
     def _wait_and_handle(self) -> None:
-        by_fd: dict[int, tuple[_Worker, bool]] = {}
+        # Connections and process sentinels, which `wait` takes on every OS.
+        sources: list[Connection | int] = [self._wake_r]
+        by_source: dict[object, tuple[_Worker, bool]] = {}
         for worker in self._workers:
-            by_fd[worker.conn.fileno()] = (worker, False)
-            by_fd[worker.process.sentinel] = (worker, True)
-        ready = wait([self._wake_r, *by_fd])
+            sources += [worker.conn, worker.process.sentinel]
+            by_source[worker.conn] = (worker, False)
+            by_source[worker.process.sentinel] = (worker, True)
+        ready = wait(sources)
         dead: list[_Worker] = []
-        for fd in ready:
-            if fd == self._wake_r:
+        for source in ready:
+            if source is self._wake_r:
                 self._drain_commands()
                 continue
-            assert isinstance(fd, int)
-            worker, is_sentinel = by_fd[fd]
+            worker, is_sentinel = by_source[source]
             if is_sentinel:
                 dead.append(worker)
                 continue
@@ -223,11 +236,10 @@ class WorkerPool:
             self._replace(worker)
 
     def _drain_commands(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        with self._wake_lock:
+            while self._wake_r.poll():
+                self._wake_r.recv_bytes()
+            self._wake_pending = False  # a command posted from here on sends a new one
         while True:
             try:
                 command = self._commands.get_nowait()

@@ -1,19 +1,24 @@
-"""The `pow-mcp` command: serve MCP (default), or `solve` / `bench` at a terminal."""
+"""The `pow-mcp` command: serve MCP (default), or act at a terminal: `solve`, `bench`, `db`,
+`jobs`, `claude-config`, `completion`.
+
+One framework for every command: argparse. It needs no dependency, the `db` and `solve`
+commands were written for it, and `completion` writes the shell scripts from the parser.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 import anyio
 
 from pow.bench import run as run_bench
 from pow.scheme import ActionType
-from server.cli import db
+from server.cli import claude, completion, db, jobs
 from server.cli.solve import solve
 from server.config import ConfigError, load_config
 from store import StoreError
@@ -66,8 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP: serve a non-loopback address without tokens (anyone reaching it may "
         "start, read and cancel jobs)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{solve,bench,db,claude-config}")
+    parser.add_argument("-V", "--version", action="version", version=f"pow-mcp {version()}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="{solve,bench,db,jobs,claude-config,completion}"
+    )
     db.add_parser(sub)
+    jobs.add_parser(sub)
 
     solve = sub.add_parser("solve", help="find a proof of work now, with a progress bar")
     what = solve.add_argument_group("what to hash (either --prefix, or the Structs form)")
@@ -84,10 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--kernel", help="search kernel (default: fastest available)")
     solve.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    sub.add_parser(
-        "claude-config",
-        help="print a Claude Desktop mcpServers entry for this installation",
-    )
+    claude.add_parser(sub)
+    completion.add_parser(sub)
 
     bench = sub.add_parser("bench", help="measure hash rates of the kernels and the pool")
     bench.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
@@ -96,20 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def claude_config() -> dict[str, object]:
-    """The `mcpServers` entry for Claude Desktop, with this installation's absolute paths."""
-    command = Path(sys.argv[0]).resolve()
-    if command.name != "pow-mcp":  # run as `python -m server.cli`
-        command = Path(sys.executable).parent / "pow-mcp"
-    data_dir = load_config().data_dir.resolve()
-    return {
-        "mcpServers": {
-            "pow": {
-                "command": str(command),
-                "env": {"JOBS_DATA_DIR": str(data_dir), "PERSIST_JOBS": "true"},
-            }
-        }
-    }
+def version() -> str:
+    """This installation's version, from its package metadata."""
+    try:
+        return metadata.version("pow-mcp")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,8 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "solve":
         return solve(parser, args)
     if args.command == "claude-config":
-        print(json.dumps(claude_config(), indent=2))
-        return 0
+        return claude.run(args)
+    if args.command == "completion":
+        return completion.run(parser, args)
+    if args.command == "jobs":
+        return jobs.run(args)
     if args.command == "bench":
         run_bench(args.seconds, args.workers, rounds=args.rounds)
         return 0

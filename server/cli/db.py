@@ -12,13 +12,12 @@ from typing import Any
 
 import anyio
 
-from server.config import Config, ConfigError, load_config
+from server.cli.common import ERROR, OK, USAGE, store_config, store_flags
+from server.config import Config
 from store import JobStatus, JobStore, StoreError, connect, migrate
 from store.sql.migrate import HEAD
 from store.transfer import export_jobs, import_jobs
 from store.url import parse_database_url
-
-OK, ERROR = 0, 1
 
 
 def add_parser(sub: Any) -> None:
@@ -29,26 +28,29 @@ def add_parser(sub: Any) -> None:
         "done, 1 an error (a refused reset), 2 a usage error.",
     )
     actions = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    status = actions.add_parser("status", help="backend, location, schema, jobs per status")
+    flags = [store_flags()]
+    status = actions.add_parser(
+        "status", parents=flags, help="backend, location, schema, jobs per status"
+    )
     status.add_argument("--json", action="store_true", help="print JSON")
-    actions.add_parser("migrate", help="bring a database's schema up to date")
-    reset = actions.add_parser("reset", help="delete every job (needs --force)")
+    actions.add_parser("migrate", parents=flags, help="bring a database's schema up to date")
+    reset = actions.add_parser("reset", parents=flags, help="delete every job (needs --force)")
     reset.add_argument("--force", action="store_true", help="really delete every job")
-    export = actions.add_parser("export", help="write every job to FILE (jobs.json format)")
+    export = actions.add_parser(
+        "export", parents=flags, help="write every job to FILE (jobs.json format)"
+    )
     export.add_argument("file", type=Path)
-    imp = actions.add_parser("import", help="add the jobs of FILE (jobs.json format)")
+    imp = actions.add_parser(
+        "import", parents=flags, help="add the jobs of FILE (jobs.json format)"
+    )
     imp.add_argument("file", type=Path)
 
 
 def run(args: argparse.Namespace, config: Config | None = None) -> int:
     """Run `pow-mcp db ACTION`; returns the exit status."""
-    try:
-        config = (config or load_config()).with_overrides(
-            data_dir=args.data_dir, database_url=args.database_url
-        )
-    except ConfigError as exc:
-        print(f"pow-mcp: {exc}", file=sys.stderr)
-        return 2
+    config = store_config(args, config)
+    if config is None:
+        return USAGE
     actions: dict[str, Callable[[argparse.Namespace, Config], Awaitable[int]]] = {
         "status": _status,
         "migrate": _migrate,

@@ -1,4 +1,4 @@
-"""`pow-mcp solve`: find one proof now, on the local worker pool, with a progress line."""
+"""`pow-mcp solve`: find one proof now, on the local worker pool, with a progress bar."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import queue
 import sys
 import time
-from typing import TextIO
 
-from pow.difficulty import eta_seconds, expected_hashes
+from pow.difficulty import eta_seconds
 from pow.pool import WorkerPool
 from pow.scheduler import Outcome, OutcomeKind, Progress, SearchTask
 from pow.scheme import structs_prefix, validate_prefix
+from server.cli.progress import ProgressDisplay, Reading
 
 
 def _solve_prefix(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
@@ -28,45 +28,9 @@ def _solve_prefix(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(str(exc))
 
 
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds >= 86_400 * 365:
-        return f"{seconds / 31_557_600:.3g} years"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-class ProgressLine:
-    """A one-line progress display on a terminal (a line every few seconds otherwise)."""
-
-    def __init__(self, stream: TextIO, difficulty: int) -> None:
-        self.stream, self.difficulty = stream, difficulty
-        self.tty = stream.isatty()
-        self.began = time.monotonic()
-        self.shown = 0.0
-
-    def update(self, p: Progress) -> None:
-        now = time.monotonic()
-        if now - self.shown < (0.1 if self.tty else 5.0):
-            return
-        self.shown = now
-        share = min(p.hashes / expected_hashes(self.difficulty), 0.99)
-        bar = "#" * int(share * 20)
-        line = (
-            f"[{bar:<20}] {p.hashes:,} hashes  {p.hashrate / 1e6:.2f} M/s  "
-            f"best {p.best_zeros}/{self.difficulty} zeros  "
-            f"elapsed {_clock(now - self.began)}  "
-            f"ETA {_clock(eta_seconds(self.difficulty, p.hashes, p.hashrate))}"
-        )
-        self.stream.write(f"\r\x1b[K{line}" if self.tty else line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self.shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
+def _reading(p: Progress, difficulty: int) -> Reading:
+    eta = eta_seconds(difficulty, p.hashes, p.hashrate)
+    return Reading("running", p.hashes, p.hashrate, p.best_zeros, eta)
 
 
 def _report(outcome: Outcome, prefix: str, difficulty: int, kernel: str, seconds: float) -> None:
@@ -100,17 +64,15 @@ def solve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     began = time.monotonic()
-    display = ProgressLine(sys.stderr, args.difficulty)
     try:
-        with pool:
+        # The bar goes to stderr: stdout carries the result, and may be piped.
+        with ProgressDisplay(sys.stderr, args.difficulty) as display, pool:
             pool.submit("solve", task)
             while not isinstance(event := events.get(), Outcome):
-                display.update(event)
+                display.update(_reading(event, args.difficulty))
     except KeyboardInterrupt:
-        display.close()
         print("interrupted", file=sys.stderr)
         return 130
-    display.close()
     seconds = time.monotonic() - began
     if args.json:
         _report(event, prefix, args.difficulty, pool.kernel_name, seconds)

@@ -1,7 +1,8 @@
 """Blocking file primitives for the jobs file: atomic replace, backups, set-aside copies.
 
 Everything here blocks on the disk; the store calls it from a worker thread. Files are
-created 0600 and directories 0700 whatever the umask, since job inputs may be private.
+created 0600 and directories 0700 whatever the umask, since job inputs may be private (on
+POSIX systems: Windows has no such modes, the per-user directory's ACL is what protects).
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ import contextlib
 import os
 import secrets
 import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
 TEMP_MARK = ".tmp-"  # `<name>.tmp-...` files are ours; a crash can leave them behind
+# os.open makes descriptors non-inheritable on every OS (PEP 446); O_BINARY exists on
+# Windows only, where without it the C runtime would translate line ends.
+_BINARY = getattr(os, "O_BINARY", 0)
 
 
 class FileSig(NamedTuple):
@@ -49,7 +54,7 @@ def ensure_dir(path: Path) -> None:
 
 def ensure_private_file(path: Path) -> None:
     """Create `path` 0600 if it is missing (proving the directory is writable)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | _BINARY, 0o600)
     os.close(fd)
 
 
@@ -63,7 +68,7 @@ def stat_sig(path: Path) -> FileSig | None:
 def read_file(path: Path) -> tuple[bytes, FileSig] | None:
     """The file's bytes and the signature of exactly that version; None if it is missing."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | _BINARY)
     except FileNotFoundError:
         return None
     with os.fdopen(fd, "rb") as file:
@@ -79,10 +84,11 @@ def write_atomic(path: Path, data: bytes, *, backup: Path | None) -> FileSig:
     file, because only complete files are ever renamed into place).
     """
     tmp = _temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o600)
     try:
         try:
-            os.fchmod(fd, 0o600)
+            if sys.platform != "win32":
+                os.fchmod(fd, 0o600)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -135,11 +141,14 @@ def remove_stale_temps(path: Path) -> list[Path]:
 
 
 def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Make a directory's entries durable (POSIX). Windows cannot open a directory as a
+    file: there NTFS journals its metadata, and a rename is as durable as it gets."""
+    if sys.platform != "win32":
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _temp_name(path: Path) -> Path:
@@ -165,7 +174,7 @@ def _link_over(source: Path, target: Path) -> None:
 
 def _copy_private(source: Path, target: Path) -> None:
     with open(source, "rb") as src:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o600)
         with os.fdopen(fd, "wb") as dst:
             shutil.copyfileobj(src, dst)
             dst.flush()

@@ -1,6 +1,6 @@
 """The JSON file store: `$JOBS_DATA_DIR/jobs.json`, written atomically, shared by processes.
 
-Every operation is one step of a write: under an exclusive `flock` on `jobs.json.lock`,
+Every operation is one step of a write: under an exclusive lock on `jobs.json.lock`,
 re-read the file if another process replaced it, apply the operations waiting for this
 write to that fresh content (so their conditions are checked against what is really
 stored), write a temp file, fsync, keep the old file as `jobs.json.bak`, rename, fsync the
@@ -8,7 +8,7 @@ directory. Operations that arrive while a write runs share the next one (group c
 A failed write fails every operation in it and leaves no trace of them.
 
 Several processes may share the directory. Each holds an exclusive lock on its own
-`instances/<id>.lock` while it lives; the kernel drops it when the process dies, however
+`instances/<id>.lock` while it lives; the OS drops it when the process dies, however
 it dies, which is how `orphans` tells a gone owner. Readers re-read the file (under a
 shared lock) when its (mtime, size, inode) changed; `wait_for_change` watches for that.
 """
@@ -375,15 +375,16 @@ class JsonFileJobStore(JobStore):
         except OSError as exc:
             raise self._dir_error(exc) from exc
         try:
-            self._instance_lock.acquire()
-        except BlockingIOError:
-            raise StoreError(
-                f"instance id {self.instance_id!r} is in use by a live process on {self._dir}"
-            ) from None
-        except OSError as exc:
-            raise self._dir_error(exc) from exc
-        try:
             with flocked(self._lock_path, exclusive=True):
+                # Under the write lock, which sweepers hold too: none of them can be
+                # probing (so briefly locking) our new lock file while we take it.
+                try:
+                    self._instance_lock.acquire()
+                except BlockingIOError:
+                    raise StoreError(
+                        f"instance id {self.instance_id!r} is in use by a live process on "
+                        f"{self._dir}"
+                    ) from None
                 for stale in remove_stale_temps(self.path):
                     log.info("removed %s, left by an interrupted write", stale)
                 for owner in sweep_dead_instances(self._instances):

@@ -427,17 +427,7 @@ class SqlJobStore(JobStore):
         now = utc_now()
         with self._writer.begin() as conn:
             conn.execute(delete(instances).where(instances.c.id == self.instance_id))
-            conn.execute(
-                insert(instances).values(
-                    id=self.instance_id,
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    started_at=now,
-                    renewed_at=now,
-                    lease_expires_at=now + timedelta(seconds=self._judge.lease_seconds),
-                    heartbeat=0,
-                )
-            )
+            self._insert_self(conn, now)
         self._judge.renewed()
         self._registered = True
 
@@ -468,6 +458,19 @@ class SqlJobStore(JobStore):
             except StoreError as exc:
                 log.warning("could not renew this instance's lease: %s", exc)
 
+    def _insert_self(self, conn: Connection, now: datetime) -> None:
+        conn.execute(
+            insert(instances).values(
+                id=self.instance_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                started_at=now,
+                renewed_at=now,
+                lease_expires_at=now + timedelta(seconds=self._judge.lease_seconds),
+                heartbeat=0,
+            )
+        )
+
     def _sync_renew(self, conn: Connection) -> None:
         now = utc_now()
         renewed = conn.execute(
@@ -485,17 +488,7 @@ class SqlJobStore(JobStore):
                 "it ran may have been recovered elsewhere and will stop here",
                 self.instance_id,
             )
-            conn.execute(
-                insert(instances).values(
-                    id=self.instance_id,
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    started_at=now,
-                    renewed_at=now,
-                    lease_expires_at=now + timedelta(seconds=self._judge.lease_seconds),
-                    heartbeat=0,
-                )
-            )
+            self._insert_self(conn, now)
 
     def _sync_peers(self, conn: Connection) -> list[Peer]:
         rows = conn.execute(
