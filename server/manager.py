@@ -558,8 +558,8 @@ async def open_cluster(config: Config) -> AsyncIterator[DaskPool | None]:
         from pow.pool.dask import ClusterError, DaskPool
     except ImportError as exc:
         raise ConfigError(
-            f"POW_CLUSTER={config.cluster} needs Dask: pip install 'pow-mcp[dask]' "
-            f"(or unset POW_CLUSTER to hash on this machine) ({exc})"
+            f"POW_CLUSTER={config.cluster} needs Dask, pow-mcp's dask extra: in its checkout, "
+            f"pip install '.[dask]' (or unset POW_CLUSTER to hash on this machine) ({exc})"
         ) from None
     # Dask logs every connection, worker and client at INFO; the server's log keeps its
     # warnings, and the pool says itself what matters (workers joining, leaving, outages).

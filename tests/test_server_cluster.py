@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from mcp import Client
 
 from pow.kernel import available_kernels
 from server.config import ConfigError, load_config
+from server.manager import open_cluster
 from tests.dask_helpers import dask_processes, free_port
 from tests.mcp_helpers import call, connect, server_goes_away, server_pids
 from tests.test_pool import wait_for_exit
@@ -34,6 +36,19 @@ def test_cluster_settings_are_read_and_checked() -> None:
             load_config({"POW_CLUSTER": bad})
     with pytest.raises(ConfigError, match="POW_CLUSTER_TIMEOUT_SECONDS"):
         load_config({"POW_CLUSTER_TIMEOUT_SECONDS": "-1"})
+
+
+async def test_without_the_dask_extra_pow_cluster_is_a_config_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pow.pool.dask", None)  # its import fails, as without Dask
+    config = load_config({"POW_CLUSTER": "local"})
+    with pytest.raises(ConfigError) as caught:
+        async with open_cluster(config):
+            pass
+    message = str(caught.value)
+    assert message.startswith("POW_CLUSTER=local needs Dask, pow-mcp's dask extra")
+    assert "pip install '.[dask]'" in message and "unset POW_CLUSTER" in message
 
 
 def test_an_unreachable_cluster_stops_the_server_with_one_line_naming_pow_cluster(
