@@ -17,7 +17,7 @@ $(VENV)/.stamp-run: pyproject.toml setup.py $(KERNEL_C)
 $(VENV)/.stamp-dev: pyproject.toml setup.py $(KERNEL_C)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,dask]'
 	touch $@ $(VENV)/.stamp-run
 
 run: $(VENV)/.stamp-run

@@ -101,7 +101,11 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A job's search so far; resuming from `checkpoint` hashes nothing twice."""
+    """A job's search so far; resuming from `checkpoint` hashes nothing twice.
+
+    `note` says why the search is not moving when the pool knows (a cluster pool waiting
+    for its cluster); None while it hashes.
+    """
 
     hashes: int
     hashrate: float
@@ -109,6 +113,7 @@ class Progress:
     best_nonce: int | None
     best_hash: str | None
     checkpoint: Checkpoint
+    note: str | None = None
 
 
 class OutcomeKind(StrEnum):
@@ -276,16 +281,33 @@ class Scheduler:
     def chunk_lost(self, chunk: Chunk) -> list[Event]:
         """The worker hashing `chunk` died: hand the chunk out again, or give up on the job."""
         job = self._jobs.get(chunk.job_id)
-        if job is None or job.in_flight.pop(chunk.start, None) is None:
+        if job is None or chunk.start not in job.in_flight:
             return []
         job.losses += 1
-        if job.losses >= MAX_CHUNK_LOSSES:
-            error = f"worker processes died {job.losses} times while hashing this job"
-            return [self._finish(job, OutcomeKind.FAILED, error)]
+        # Pending again even when the job fails: its checkpoint must not skip the chunk.
+        events = self.chunk_returned(chunk)
+        if events or job.losses < MAX_CHUNK_LOSSES:
+            return events
+        error = f"worker processes died {job.losses} times while hashing this job"
+        return [self._finish(job, OutcomeKind.FAILED, error)]
+
+    def chunk_returned(self, chunk: Chunk) -> list[Event]:
+        """`chunk` came back without a result through no fault of its own (a cluster pool
+        lost the connection that would have brought it): it is pending again, and handed
+        out again before new positions. Unlike `chunk_lost`, this counts no loss against the
+        job, so an outage of any length never fails it here."""
+        job = self._jobs.get(chunk.job_id)
+        if job is None or job.in_flight.pop(chunk.start, None) is None:
+            return []
         job.retry.append((chunk.start, chunk.count))
         if job.stopping and not job.in_flight:
             return [self._finish(job, OutcomeKind.STOPPED)]
         return []
+
+    def progress(self, job_id: str) -> Progress | None:
+        """Where the job's search stands now (None: not in the pool)."""
+        job = self._jobs.get(job_id)
+        return None if job is None else job.progress()
 
     def cancel(self, job_id: str) -> list[Event]:
         job = self._jobs.get(job_id)

@@ -153,6 +153,8 @@ async def serve(config: Config) -> None:
     sock = listen(config.host, config.port) if config.transport == "http" else None
     async with open_manager(config) as manager:
         storage = config.store.describe()
+        if config.cluster is not None:
+            storage += f"; Dask cluster {config.cluster}"
         log.info(
             "pow-mcp %s: %s; %d workers, kernel %s (%.1f M hashes/s); transport %s",
             _version(),

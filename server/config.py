@@ -78,6 +78,8 @@ class Config:
     block_height_grace_seconds: float = 300.0
     target_start: TargetStart = AUTO  # TARGET_DIFFICULTY_START
     kernel: str | None = None
+    cluster: str | None = None  # POW_CLUSTER: None (local pool), "local" or tcp://HOST:PORT
+    cluster_timeout_seconds: float = 300.0
     transport: str = "stdio"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -161,12 +163,29 @@ def _check(config: Config) -> None:
             raise ConfigError(
                 f"BLOCK_HEIGHT_URL={config.block_height_url!r} must be an http:// or https:// URL"
             )
+    if config.cluster is not None and not _is_cluster(config.cluster):
+        raise ConfigError(
+            f"POW_CLUSTER={config.cluster!r} must be local (a Dask cluster of POW_WORKERS "
+            "processes here) or tcp://HOST:PORT (a Dask scheduler); unset, jobs hash in the "
+            "local worker pool"
+        )
     if config.transport not in ("stdio", "http"):
         raise ConfigError(f"--transport must be stdio or http, got {config.transport!r}")
     if config.transport == "http":
         _check_http(config)
     if not 0 < config.port < 65536:
         raise ConfigError(f"--port must be 1..65535, got {config.port}")
+
+
+def _is_cluster(value: str) -> bool:
+    if value == "local":
+        return True
+    url = urlparse(value)
+    try:
+        port = url.port
+    except ValueError:
+        return False
+    return url.scheme == "tcp" and bool(url.hostname) and port is not None and not url.path
 
 
 def _target_start(text: str) -> TargetStart:
@@ -221,6 +240,12 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ),
         target_start=_target_start(env.get("TARGET_DIFFICULTY_START", "auto")),
         kernel=env.get("POW_KERNEL") or None,
+        cluster=(env.get("POW_CLUSTER") or "").strip() or None,
+        cluster_timeout_seconds=_number(
+            "POW_CLUSTER_TIMEOUT_SECONDS",
+            env.get("POW_CLUSTER_TIMEOUT_SECONDS", "300"),
+            minimum=0,
+        ),
         token=env.get("POW_MCP_TOKEN") or None,
         allowed_hosts=tuple(
             h.strip() for h in env.get("POW_MCP_ALLOWED_HOSTS", "").split(",") if h.strip()

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
@@ -25,7 +26,7 @@ from pow.layout import LAYOUT_LATEST
 from pow.pool import HashingPool, LocalPool
 from server.auth import CALLER
 from server.blocks import Anchor, BlockClock
-from server.config import Config
+from server.config import Config, ConfigError
 from server.dispatcher import Dispatcher
 from server.planner import plan_info, preview
 from server.runner import LiveJob, Runner, StopReason, waiting_info
@@ -46,6 +47,9 @@ from store import (
 from store.api import visible
 from store.record import ANY_INSTANCE, UNFINISHED, Checkpoint, Recovery
 from store.writer import ProgressWriter
+
+if TYPE_CHECKING:
+    from pow.pool.dask import DaskPool
 
 log = logging.getLogger(__name__)
 
@@ -517,8 +521,9 @@ def _describe(spec: JobSpec) -> str:
 async def open_manager(config: Config) -> AsyncIterator[JobManager]:
     """Store, pool, block clock, dispatcher and periodic cleanup, while the server runs."""
     async with (
+        open_cluster(config) as cluster,
         open_store(config.store) as store,
-        LocalPool.open(config.workers, config.kernel) as pool,
+        open_pool(config, cluster) as pool,
         anyio.create_task_group() as tg,
     ):
         clock = BlockClock(config.block_height_url, config.block_time_seconds)
@@ -541,6 +546,48 @@ async def open_manager(config: Config) -> AsyncIterator[JobManager]:
             tg.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def open_cluster(config: Config) -> AsyncIterator[DaskPool | None]:
+    """With POW_CLUSTER, the Dask cluster's pool, connected before the store opens: an
+    unreachable cluster is then a one-line ConfigError, not one wrapped by the store's task
+    group. None without POW_CLUSTER."""
+    if config.cluster is None:
+        yield None
+        return
+    try:  # only here: the optional extra, and a third of a second to import
+        from pow.pool.dask import ClusterError, DaskPool
+    except ImportError as exc:
+        raise ConfigError(
+            f"POW_CLUSTER={config.cluster} needs Dask, pow-mcp's dask extra: in its checkout, "
+            f"pip install '.[dask]' (or unset POW_CLUSTER to hash on this machine) ({exc})"
+        ) from None
+    # Dask logs every connection, worker and client at INFO; the server's log keeps its
+    # warnings, and the pool says itself what matters (workers joining, leaving, outages).
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    try:
+        async with DaskPool.connect(
+            config.cluster,
+            workers=config.workers,
+            kernel=config.kernel,
+            cluster_timeout=config.cluster_timeout_seconds,
+            connect_timeout=min(10.0, max(1.0, config.cluster_timeout_seconds)),
+        ) as pool:
+            yield pool
+    except ClusterError as exc:  # raised only at start-up: one line, naming the fix
+        raise ConfigError(str(exc)) from None
+
+
+@asynccontextmanager
+async def open_pool(config: Config, cluster: DaskPool | None) -> AsyncIterator[HashingPool]:
+    """The Dask cluster's pool delivering on this loop, or else the local worker pool."""
+    if cluster is not None:
+        async with cluster.delivering() as pool:
+            yield pool
+    else:
+        async with LocalPool.open(config.workers, config.kernel) as local:
+            yield local
+
+
 async def _cleanup_forever(manager: JobManager, retention: float, interval: float) -> None:
     """The retention period, applied every `interval` seconds; a failed pass is retried."""
     while True:
@@ -558,5 +605,7 @@ __all__ = [
     "LiveJob",
     "UnknownJob",
     "capacity_for",
+    "open_cluster",
     "open_manager",
+    "open_pool",
 ]

@@ -241,6 +241,7 @@ class Runner:
                     eta_seconds=_round(eta_seconds(job.difficulty, p.hashes, p.hashrate)),
                     best_nonce=None if p.best_nonce is None else str(p.best_nonce),
                     best_hash=p.best_hash,
+                    note=p.note,  # e.g. a cluster pool waiting for its cluster
                 ),
                 "checkpoint": StoredCheckpoint(
                     layout=layout_of(job.record),

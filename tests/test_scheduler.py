@@ -139,6 +139,29 @@ def test_lost_chunk_is_handed_out_again_then_the_job_fails() -> None:
     outcome = events[0][1]
     assert isinstance(outcome, Outcome) and outcome.kind is OutcomeKind.FAILED
     assert "died 3 times" in (outcome.error or "")
+    # A retry from the failed job's checkpoint still hashes the chunk that was lost.
+    assert outcome.progress.checkpoint == Checkpoint(10, ((0, 10),))
+
+
+def test_a_returned_chunk_is_pending_again_and_never_fails_the_job() -> None:
+    s = Scheduler()
+    s.add("j", SearchTask("abc-", 64, max_iterations=30))
+    first = s.next_chunk(10, 0.0)
+    assert first is not None
+    for _ in range(5):  # more returns than a job survives losses: it goes on
+        assert s.chunk_returned(first) == []
+        progress = s.progress("j")
+        assert progress is not None and progress.checkpoint == Checkpoint(10, ((0, 10),))
+        assert s.next_chunk(10, 0.0) == first  # pending ranges go out before new ones
+    second = s.next_chunk(10, 0.0)
+    assert second is not None and second.start == 10
+    assert s.stop("j") == []  # two chunks out
+    assert not any(isinstance(e, Outcome) for _, e in run_chunk(s, second))  # one still out
+    ((_, outcome),) = s.chunk_returned(first)  # the last one out: stopped, first pending
+    assert isinstance(outcome, Outcome) and outcome.kind is OutcomeKind.STOPPED
+    assert outcome.progress.checkpoint == Checkpoint(20, ((0, 10),))
+    assert outcome.progress.hashes == 10 and outcome.progress.note is None
+    assert s.progress("j") is None
 
 
 def test_found_proof_ends_the_job_and_late_chunks_are_ignored() -> None:
