@@ -65,12 +65,29 @@ class Dispatcher:
                 await self._wake.wait()
 
     async def watch_peers(self) -> None:
-        """Stop the jobs that others cancelled, paused or took over; run it in a task group."""
-        while not self._stopping:
-            await self.store.wait_for_change()
-            self._check_blocked = True
-            await self.check_live(list(self.live))
-            self._wake.set()
+        """Stop the jobs that others cancelled, paused or took over; run it in a task group.
+
+        The store's signal is an edge: one that fires while a look is under way would be
+        lost if the look awaited the next one, so a pump keeps it until the next look; and
+        the live jobs are looked at every TICK_SECONDS whatever the store says.
+        """
+        changed = anyio.Event()
+
+        async def pump() -> None:
+            while True:
+                await self.store.wait_for_change()
+                changed.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pump)
+            while not self._stopping:
+                with anyio.move_on_after(TICK_SECONDS):
+                    await changed.wait()
+                changed = anyio.Event()
+                self._check_blocked = True
+                await self.check_live(list(self.live))
+                self._wake.set()
+            tg.cancel_scope.cancel()
 
     async def check_live(self, job_ids: Iterable[str]) -> None:
         """Compare running jobs with the store; stop those that are not ours to run any more."""
