@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -334,6 +335,23 @@ class SqlJobStore(JobStore):
     # -- opening -----------------------------------------------------------------------------
 
     def _sync_open(self, upgrade: bool, register: bool) -> None:
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.02
+        while True:
+            try:
+                return self._sync_open_once(upgrade, register)
+            except (SQLAlchemyError, sqlite3.Error) as exc:
+                # SQLite answers "database is locked" at once, whatever busy_timeout says, in
+                # a few cases (switching to WAL, or recovering a WAL, while another process
+                # opens the same new file): every step here can simply run again.
+                busy = "database is locked" in str(getattr(exc, "orig", None) or exc)
+                if self.kind != "sqlite" or not busy or time.monotonic() > deadline:
+                    raise self._open_error(exc) from None
+                log.debug("the SQLite file %s is busy; opening it again", self.location)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _sync_open_once(self, upgrade: bool, register: bool) -> None:
         try:
             if self.url.path is not None:
                 self._prepare_sqlite_file(self.url.path)
@@ -347,7 +365,7 @@ class SqlJobStore(JobStore):
         except migrate.SchemaTooNewError as exc:
             message = f"{VARIABLE}: the database {self.location} is refused: {exc}"
             raise StoreConfigError(message) from None
-        except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise self._open_error(exc) from None
 
     def _check_schema(self) -> None:
