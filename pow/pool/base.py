@@ -7,6 +7,7 @@ machine) and `pow.pool.inline.InlinePool` (in the event loop, hashlib: for unit 
 
 from __future__ import annotations
 
+import queue
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -15,6 +16,8 @@ import anyio
 from pow.scheduler import Outcome, Progress, SearchTask
 
 ProgressCallback = Callable[[Progress], None]
+# What a pool's own thread hands to the event loop: (job id, event), or None to stop.
+EventQueue = queue.SimpleQueue[tuple[str, Progress | Outcome] | None]
 
 
 class JobHandle:
@@ -91,3 +94,26 @@ class HashingPool(ABC):
         finally:
             if handle.outcome is None:
                 self.cancel(job_id)
+
+
+async def deliver_events(events: EventQueue, handles: dict[str, JobHandle]) -> None:
+    """Hand the events a pool's thread queues to their jobs' handles, on the event loop,
+    until None; a handle is forgotten once its outcome is delivered."""
+    while True:
+        item = await anyio.to_thread.run_sync(events.get, abandon_on_cancel=True)
+        batch = [item]
+        while True:
+            try:
+                batch.append(events.get_nowait())
+            except queue.Empty:
+                break
+        for entry in batch:
+            if entry is None:
+                return
+            job_id, event = entry
+            handle = handles.get(job_id)
+            if handle is None:
+                continue
+            if isinstance(event, Outcome):
+                del handles[job_id]
+            handle.deliver(event)

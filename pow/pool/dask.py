@@ -68,8 +68,8 @@ from distributed import Client, Future, KilledWorker, LocalCluster, WorkerPlugin
 
 from pow.kernel import ChunkResult, SearchKernel, get_kernel
 from pow.kernels.base import search_runs
-from pow.layout import LAYOUT_LATEST, LAYOUTS
-from pow.pool.base import HashingPool, JobHandle, ProgressCallback
+from pow.layout import LAYOUTS
+from pow.pool.base import EventQueue, HashingPool, JobHandle, ProgressCallback, deliver_events
 from pow.pool.local import _main_module_hidden
 from pow.scheduler import (
     Chunk,
@@ -80,6 +80,7 @@ from pow.scheduler import (
     Scheduler,
     SearchTask,
 )
+from pow.worker import measure_rate
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ FIRST_CHUNK = 4096  # the smallest chunk, and the least that measures a rate
 TICK_SECONDS = 0.5  # how often the worker list, the connection and the timeouts are looked at
 CONNECT_TIMEOUT_SECONDS = 10.0  # at most, at start-up and per reconnection attempt
 CALIBRATION_TIMEOUT_SECONDS = 60.0
-CALIBRATION_SECONDS = 0.05
-CALIBRATION_PREFIX = b"pow-mcp-calibration-"
 
 
 class ClusterError(RuntimeError):
@@ -121,13 +120,7 @@ def _kernel(name: str | None) -> SearchKernel:
 def calibrate_task(kernel_name: str | None) -> CalibrationAnswer:
     """On a worker: which kernel it uses and how fast one of its threads hashes."""
     kernel = _kernel(kernel_name)
-    count, start = 1024, 0
-    began = time.perf_counter()
-    while (elapsed := time.perf_counter() - began) < CALIBRATION_SECONDS:
-        kernel.search(CALIBRATION_PREFIX, start, count, 64, LAYOUT_LATEST)
-        start += count
-        count *= 2
-    return (get_worker().address, kernel.name, start / elapsed, LAYOUTS)
+    return (get_worker().address, kernel.name, measure_rate(kernel), LAYOUTS)
 
 
 def _cancelled() -> bool:
@@ -311,7 +304,7 @@ class DaskPool(HashingPool):
         self._kernel_wanted = kernel
         # Event-loop side.
         self._handles: dict[str, JobHandle] = {}
-        self._events: queue.SimpleQueue[tuple[str, Progress | Outcome] | None] = queue.SimpleQueue()
+        self._events: EventQueue = queue.SimpleQueue()
         self._hashrate = 0.0
         self._closing = False
         # Dask-thread side (touched only on the pool's own loop).
@@ -454,24 +447,7 @@ class DaskPool(HashingPool):
         self._loop.call_soon_threadsafe(command, *args)
 
     async def _pump(self) -> None:
-        while True:
-            item = await anyio.to_thread.run_sync(self._events.get, abandon_on_cancel=True)
-            batch = [item]
-            while True:
-                try:
-                    batch.append(self._events.get_nowait())
-                except queue.Empty:
-                    break
-            for entry in batch:
-                if entry is None:
-                    return
-                job_id, event = entry
-                handle = self._handles.get(job_id)
-                if handle is None:
-                    continue
-                if isinstance(event, Outcome):
-                    del self._handles[job_id]
-                handle.deliver(event)
+        await deliver_events(self._events, self._handles)
 
     # -- the pool's thread ----------------------------------------------------------------------
 

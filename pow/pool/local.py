@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 
 from pow.kernel import ChunkResult, get_kernel
-from pow.pool.base import HashingPool, JobHandle, ProgressCallback
+from pow.pool.base import EventQueue, HashingPool, JobHandle, ProgressCallback, deliver_events
 from pow.scheduler import (
     Chunk,
     Event,
@@ -342,7 +342,7 @@ class LocalPool(HashingPool):
     """anyio face of `WorkerPool`: events are delivered on the event loop, never blocking it."""
 
     def __init__(self, workers: int | None = None, kernel: str | None = None) -> None:
-        self._events: queue.SimpleQueue[tuple[str, Progress | Outcome] | None] = queue.SimpleQueue()
+        self._events: EventQueue = queue.SimpleQueue()
         self.pool = WorkerPool(lambda job_id, e: self._events.put((job_id, e)), workers, kernel)
         self.size = self.pool.size
         self.kernel_name = self.pool.kernel_name
@@ -402,21 +402,4 @@ class LocalPool(HashingPool):
             self._events.put(None)
 
     async def _pump(self) -> None:
-        while True:
-            item = await anyio.to_thread.run_sync(self._events.get, abandon_on_cancel=True)
-            batch = [item]
-            while True:
-                try:
-                    batch.append(self._events.get_nowait())
-                except queue.Empty:
-                    break
-            for entry in batch:
-                if entry is None:
-                    return
-                job_id, event = entry
-                handle = self._handles.get(job_id)
-                if handle is None:
-                    continue
-                if isinstance(event, Outcome):
-                    del self._handles[job_id]
-                handle.deliver(event)
+        await deliver_events(self._events, self._handles)
