@@ -23,11 +23,16 @@ $(VENV)/.stamp-dev: pyproject.toml setup.py $(KERNEL_C)
 run: $(VENV)/.stamp-run
 	$(BIN)/pow-mcp
 
-# mypy also as if on Windows and macOS: an attribute those lack is an error outside a
-# `sys.platform` guard.
+# mypy checks the folders under the names they install as (pow/ as pow_mcp.pow, ...), which
+# it finds through links in build/typecheck/pow_mcp (the mypy_path in pyproject.toml); also
+# as if on Windows and macOS: an attribute those lack is an error outside a `sys.platform`
+# guard.
+TYPECHECK := build/typecheck/pow_mcp
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	mkdir -p $(TYPECHECK)
+	for folder in pow store server; do ln -sfn ../../../$$folder $(TYPECHECK)/$$folder; done
 	$(BIN)/mypy
 	$(BIN)/mypy --platform win32 --cache-dir .mypy_cache/win32
 	$(BIN)/mypy --platform darwin --cache-dir .mypy_cache/darwin
