@@ -46,7 +46,7 @@ def build(rev: str = BASELINE_REV) -> Path:
 
 
 def load(rev: str = BASELINE_REV) -> ModuleType:
-    """The baseline extension, imported under the name `_sha256` (not pow.kernels._sha256)."""
+    """The baseline extension, imported as `_sha256` (not as pow_mcp.pow.kernels._sha256)."""
     path = build(rev)
     loader = importlib.machinery.ExtensionFileLoader("_sha256", str(path))
     spec = importlib.util.spec_from_loader("_sha256", loader)

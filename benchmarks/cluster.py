@@ -38,9 +38,9 @@ from distributed import Client as DaskClient
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from pow.bench import cpu_model
-from pow.pool.dask import DaskPool
-from pow.scheduler import SearchTask
+from pow_mcp.pow.bench import cpu_model
+from pow_mcp.pow.pool.dask import DaskPool
+from pow_mcp.pow.scheduler import SearchTask
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "5-42BUILD1000NONCE"
@@ -65,7 +65,7 @@ async def through_server(workers: int, hashes: int, cluster: str | None) -> tupl
     with tempfile.TemporaryDirectory() as data_dir:
         params = StdioServerParameters(
             command=sys.executable,
-            args=["-m", "server.cli", "--data-dir", data_dir],
+            args=["-m", "pow_mcp.server.cli", "--data-dir", data_dir],
             env=env,
             cwd=ROOT,
         )

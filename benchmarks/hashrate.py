@@ -23,7 +23,7 @@ from functools import partial
 
 import baseline
 
-from pow.bench import (
+from pow_mcp.pow.bench import (
     NEVER,
     POSITION,
     PREFIX_CLASSES,
@@ -33,10 +33,10 @@ from pow.bench import (
     run,
     search_rate,
 )
-from pow.kernels import native
-from pow.kernels.native import CompiledKernel
-from pow.layout import LAYOUT_LATEST
-from pow.pool import default_workers
+from pow_mcp.pow.kernels import native
+from pow_mcp.pow.kernels.native import CompiledKernel
+from pow_mcp.pow.layout import LAYOUT_LATEST
+from pow_mcp.pow.pool import default_workers
 
 
 def compare(engines: list[str], seconds: float, rounds: int) -> None:

@@ -39,7 +39,7 @@ async def server(data_dir: Path, **env: str) -> AsyncIterator[Client]:
     variables.update(env)
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "server.cli", "--data-dir", str(data_dir)],
+        args=["-m", "pow_mcp.server.cli", "--data-dir", str(data_dir)],
         env=variables,
         cwd=ROOT,
     )
@@ -73,7 +73,7 @@ def server_pid(data_dir: Path) -> int:
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"server.cli" in argv and str(data_dir).encode() in argv:
+            if b"pow_mcp.server.cli" in argv and str(data_dir).encode() in argv:
                 return int(entry.name)
     raise RuntimeError("server not found")
 

@@ -16,10 +16,10 @@ from types import ModuleType
 
 import baseline
 
-from pow.bench import NEVER, POSITION, rounds_per_hash, search_rate
-from pow.kernels import native
-from pow.kernels.native import CompiledKernel
-from pow.layout import LAYOUT_LATEST, nonce_at, segments
+from pow_mcp.pow.bench import NEVER, POSITION, rounds_per_hash, search_rate
+from pow_mcp.pow.kernels import native
+from pow_mcp.pow.kernels.native import CompiledKernel
+from pow_mcp.pow.layout import LAYOUT_LATEST, nonce_at, segments
 
 
 def one_block_nonces(tail: int) -> int:

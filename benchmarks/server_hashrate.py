@@ -17,8 +17,8 @@ import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from pow.bench import cpu_model, pool_rate
-from pow.pool import default_workers
+from pow_mcp.pow.bench import cpu_model, pool_rate
+from pow_mcp.pow.pool import default_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ async def through_server(workers: int, hashes: int) -> float:
     with tempfile.TemporaryDirectory() as data_dir:
         params = StdioServerParameters(
             command=sys.executable,
-            args=["-m", "server.cli", "--workers", str(workers), "--data-dir", data_dir],
+            args=["-m", "pow_mcp.server.cli", "--workers", str(workers), "--data-dir", data_dir],
             cwd=ROOT,
         )
         async with Client(params, read_timeout_seconds=600) as client:

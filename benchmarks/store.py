@@ -40,10 +40,10 @@ from mcp.client.stdio import StdioServerParameters
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from store import JobQuery, JobStatus, StoreSettings, connect, new_instance_id  # noqa: E402
-from store.jsonfile import JsonFileJobStore  # noqa: E402
-from store.jsonfile.codec import encode_line, render  # noqa: E402
-from store.record import JobRecord, JobResult, Progress, ProofOfWork, utc_now  # noqa: E402
+from pow_mcp.store import JobQuery, JobStatus, StoreSettings, connect, new_instance_id  # noqa: E402
+from pow_mcp.store.jsonfile import JsonFileJobStore  # noqa: E402
+from pow_mcp.store.jsonfile.codec import encode_line, render  # noqa: E402
+from pow_mcp.store.record import JobRecord, JobResult, Progress, ProofOfWork, utc_now  # noqa: E402
 
 SEED_BATCH = 2000
 
@@ -124,7 +124,7 @@ def server_pid(data_dir: Path) -> int:
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"server.cli" in argv and str(data_dir).encode() in argv:
+            if b"pow_mcp.server.cli" in argv and str(data_dir).encode() in argv:
                 return int(entry.name)
     raise RuntimeError("server process not found")
 
@@ -136,7 +136,7 @@ async def through_server(settings: StoreSettings, ids: list[str], calls: int) ->
         env["JOBS_DATABASE_URL"] = settings.database_url
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "server.cli", "--data-dir", str(settings.data_dir)],
+        args=["-m", "pow_mcp.server.cli", "--data-dir", str(settings.data_dir)],
         env=env,
         cwd=ROOT,
     )

@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pow.bench import cpu_model, pool_rate
-from pow.difficulty import age_difficulty, first_valid_age
-from pow.policy import AUTO, AgeJob, TargetStart, hashing_order, plan_job, plan_jobs
-from pow.pool import default_workers
+from pow_mcp.pow.bench import cpu_model, pool_rate
+from pow_mcp.pow.difficulty import age_difficulty, first_valid_age
+from pow_mcp.pow.policy import AUTO, AgeJob, TargetStart, hashing_order, plan_job, plan_jobs
+from pow_mcp.pow.pool import default_workers
 
 BLOCK_TIME = 5.0
 PEER_RATE = 1e6  # hashes/s of the TypeScript peer (Node), as measured for issue 13

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from pow.kernels import available_kernels, get_kernel, native
-from pow.layout import LAYOUT_LATEST, nonce_at
-from pow.pool import WorkerPool, default_workers
-from pow.scheduler import Outcome, Priority, Progress, SearchTask
+from pow_mcp.pow.kernels import available_kernels, get_kernel, native
+from pow_mcp.pow.layout import LAYOUT_LATEST, nonce_at
+from pow_mcp.pow.pool import WorkerPool, default_workers
+from pow_mcp.pow.scheduler import Outcome, Priority, Progress, SearchTask
 
 PREFIX = "5-42BUILD1000NONCE"
 NEVER = 64  # a difficulty no run will meet, so every nonce is hashed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pow.scheme import MAX_DIFFICULTY
+from pow_mcp.pow.scheme import MAX_DIFFICULTY
 
 
 def validate_range(difficulty_range: float) -> float:

@@ -1,6 +1,6 @@
 """Kept so that `from pow.kernel import ...` goes on working: the kernels live in pow.kernels."""
 
-from pow.kernels import (
+from pow_mcp.pow.kernels import (
     ChunkResult,
     HashlibKernel,
     SearchKernel,

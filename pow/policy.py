@@ -44,7 +44,7 @@ The manager calls `plan_jobs` once per block and whenever a job arrives or finis
 measured rate changes, hashes the jobs `hashing_order` lists, and shows each waiting job's
 `waiting_info` to the agent::
 
-    from pow.policy import AgeJob, TargetStart, hashing_order, plan_jobs
+    from pow_mcp.pow.policy import AgeJob, TargetStart, hashing_order, plan_jobs
 
     start = TargetStart.parse(os.environ.get("TARGET_DIFFICULTY_START", "auto"))
     jobs = [AgeJob("pow_1", block_start=1000, difficulty_range=1800, hashes=0, best_zeros=0)]
@@ -62,8 +62,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import lru_cache
 
-from pow.difficulty import age_difficulty, first_valid_age, validate_range
-from pow.scheme import MAX_DIFFICULTY
+from pow_mcp.pow.difficulty import age_difficulty, first_valid_age, validate_range
+from pow_mcp.pow.scheme import MAX_DIFFICULTY
 
 DEFAULT_CONFIDENCE = 0.95
 # A plan may make the median proof this much later (in blocks since block_start) than hashing

@@ -15,9 +15,9 @@ import collections
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
-from pow.kernel import ChunkResult
-from pow.layout import LAYOUT_LATEST, check_layout, position_limit
-from pow.scheme import validate_difficulty
+from pow_mcp.pow.kernel import ChunkResult
+from pow_mcp.pow.layout import LAYOUT_LATEST, check_layout, position_limit
+from pow_mcp.pow.scheme import validate_difficulty
 
 HASHRATE_WINDOW_SECONDS = 3.0
 MAX_CHUNK_LOSSES = 3  # a chunk whose worker dies this often fails its job instead of looping

@@ -20,8 +20,8 @@ import time
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 
-from pow.kernel import SearchKernel, get_kernel
-from pow.layout import LAYOUT_LATEST
+from pow_mcp.pow.kernel import SearchKernel, get_kernel
+from pow_mcp.pow.layout import LAYOUT_LATEST
 
 PARENT_CHECK_SECONDS = 0.5
 CALIBRATION_SECONDS = 0.05

@@ -17,15 +17,15 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 
-from server import resources
-from server.auth import CALLER, LOCAL_CALLER, HttpGate, caller_of, is_loopback, own_names
-from server.config import Config, ConfigError
-from server.manager import JobManager, open_manager
-from server.resources import JobFeed, ResourceWire
-from server.signals import stop_signals
-from server.stdio import serve_stdio
-from server.tasks import TaskBoard, TasksProtocol
-from server.tools import build_tools
+from pow_mcp.server import resources
+from pow_mcp.server.auth import CALLER, LOCAL_CALLER, HttpGate, caller_of, is_loopback, own_names
+from pow_mcp.server.config import Config, ConfigError
+from pow_mcp.server.manager import JobManager, open_manager
+from pow_mcp.server.resources import JobFeed, ResourceWire
+from pow_mcp.server.signals import stop_signals
+from pow_mcp.server.stdio import serve_stdio
+from pow_mcp.server.tasks import TaskBoard, TasksProtocol
+from pow_mcp.server.tools import build_tools
 
 log = logging.getLogger("pow-mcp")
 

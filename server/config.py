@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pow.policy import AUTO, TargetStart
-from pow.pool import default_workers
-from server.auth import TokenError, Tokens, is_loopback
-from store import StoreConfigError, StoreSettings
+from pow_mcp.pow.policy import AUTO, TargetStart
+from pow_mcp.pow.pool import default_workers
+from pow_mcp.server.auth import TokenError, Tokens, is_loopback
+from pow_mcp.store import StoreConfigError, StoreSettings
 
 
 class ConfigError(ValueError):

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 import anyio
 from anyio.abc import TaskGroup
 
-from server.runner import LiveJob, Runner, StopReason, anchor_for
-from server.spec import JobInputError, JobSpec
-from store import TERMINAL, JobRecord, JobStatus, JobStore, StoreError, utc_now
+from pow_mcp.server.runner import LiveJob, Runner, StopReason, anchor_for
+from pow_mcp.server.spec import JobInputError, JobSpec
+from pow_mcp.store import TERMINAL, JobRecord, JobStatus, JobStore, StoreError, utc_now
 
 log = logging.getLogger(__name__)
 

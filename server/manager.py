@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskGroup
 
-from pow.difficulty import age_difficulty, expected_hashes
-from pow.layout import LAYOUT_LATEST
-from pow.pool import HashingPool, LocalPool
-from server.auth import CALLER
-from server.blocks import Anchor, BlockClock
-from server.config import Config, ConfigError
-from server.dispatcher import Dispatcher
-from server.planner import plan_info, preview
-from server.runner import LiveJob, Runner, StopReason, waiting_info
-from server.spec import JobInputError, JobSpec, TaskRequest, new_id
-from store import (
+from pow_mcp.pow.difficulty import age_difficulty, expected_hashes
+from pow_mcp.pow.layout import LAYOUT_LATEST
+from pow_mcp.pow.pool import HashingPool, LocalPool
+from pow_mcp.server.auth import CALLER
+from pow_mcp.server.blocks import Anchor, BlockClock
+from pow_mcp.server.config import Config, ConfigError
+from pow_mcp.server.dispatcher import Dispatcher
+from pow_mcp.server.planner import plan_info, preview
+from pow_mcp.server.runner import LiveJob, Runner, StopReason, waiting_info
+from pow_mcp.server.spec import JobInputError, JobSpec, TaskRequest, new_id
+from pow_mcp.store import (
     ACTIVE,
     INTERRUPTED_ERROR,
     TERMINAL,
@@ -44,12 +44,12 @@ from store import (
     open_store,
     utc_now,
 )
-from store.api import visible
-from store.record import ANY_INSTANCE, UNFINISHED, Checkpoint, Recovery
-from store.writer import ProgressWriter
+from pow_mcp.store.api import visible
+from pow_mcp.store.record import ANY_INSTANCE, UNFINISHED, Checkpoint, Recovery
+from pow_mcp.store.writer import ProgressWriter
 
 if TYPE_CHECKING:
-    from pow.pool.dask import DaskPool
+    from pow_mcp.pow.pool.dask import DaskPool
 
 log = logging.getLogger(__name__)
 
@@ -555,7 +555,7 @@ async def open_cluster(config: Config) -> AsyncIterator[DaskPool | None]:
         yield None
         return
     try:  # only here: the optional extra, and a third of a second to import
-        from pow.pool.dask import ClusterError, DaskPool
+        from pow_mcp.pow.pool.dask import ClusterError, DaskPool
     except ImportError as exc:
         raise ConfigError(
             f"POW_CLUSTER={config.cluster} needs Dask, pow-mcp's dask extra: in its checkout, "

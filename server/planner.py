@@ -13,12 +13,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pow.difficulty import age_difficulty
-from pow.policy import AgeJob, Plan, PlanKind, TargetStart, hashing_order, plan_job, plan_jobs
-from pow.pool import HashingPool
-from server.blocks import Anchor
-from server.spec import JobSpec
-from store.record import JobRecord, WaitingInfo
+from pow_mcp.pow.difficulty import age_difficulty
+from pow_mcp.pow.policy import (
+    AgeJob,
+    Plan,
+    PlanKind,
+    TargetStart,
+    hashing_order,
+    plan_job,
+    plan_jobs,
+)
+from pow_mcp.pow.pool import HashingPool
+from pow_mcp.server.blocks import Anchor
+from pow_mcp.server.spec import JobSpec
+from pow_mcp.store.record import JobRecord, WaitingInfo
 
 log = logging.getLogger(__name__)
 

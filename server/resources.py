@@ -35,9 +35,9 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
-from server.manager import JobManager, UnknownJob
-from server.schemas import summary
-from store import JobQuery, JobStatus, StoreError
+from pow_mcp.server.manager import JobManager, UnknownJob
+from pow_mcp.server.schemas import summary
+from pow_mcp.store import JobQuery, JobStatus, StoreError
 
 log = logging.getLogger(__name__)
 

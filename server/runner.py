@@ -16,16 +16,16 @@ from enum import StrEnum
 
 import anyio
 
-from pow.difficulty import age_difficulty, eta_seconds, first_valid_age, valid_from_block
-from pow.layout import LAYOUT_LATEST
-from pow.pool.base import HashingPool
-from pow.scheduler import Best, Checkpoint, Outcome, OutcomeKind, Progress, SearchTask
-from server.blocks import Anchor, BlockClock
-from server.config import Config
-from server.planner import Planner, plan_info
-from server.spec import JobSpec
-from store import JobRecord, JobStatus, JobStore, StoreError, StoreWriteError, utc_now
-from store.record import (
+from pow_mcp.pow.difficulty import age_difficulty, eta_seconds, first_valid_age, valid_from_block
+from pow_mcp.pow.layout import LAYOUT_LATEST
+from pow_mcp.pow.pool.base import HashingPool
+from pow_mcp.pow.scheduler import Best, Checkpoint, Outcome, OutcomeKind, Progress, SearchTask
+from pow_mcp.server.blocks import Anchor, BlockClock
+from pow_mcp.server.config import Config
+from pow_mcp.server.planner import Planner, plan_info
+from pow_mcp.server.spec import JobSpec
+from pow_mcp.store import JobRecord, JobStatus, JobStore, StoreError, StoreWriteError, utc_now
+from pow_mcp.store.record import (
     ACTIVE,
     INTERRUPTED_ERROR,
     Attempt,
@@ -33,9 +33,9 @@ from store.record import (
     ProofOfWork,
     WaitingInfo,
 )
-from store.record import Checkpoint as StoredCheckpoint
-from store.record import Progress as JobProgress
-from store.writer import ProgressWriter
+from pow_mcp.store.record import Checkpoint as StoredCheckpoint
+from pow_mcp.store.record import Progress as JobProgress
+from pow_mcp.store.writer import ProgressWriter
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from store.record import JobRecord, JobStatus, WaitingInfo
+from pow_mcp.store.record import JobRecord, JobStatus, WaitingInfo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -9,8 +9,8 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from pow.scheduler import Priority
-from pow.scheme import ActionType, structs_prefix, validate_prefix
+from pow_mcp.pow.scheduler import Priority
+from pow_mcp.pow.scheme import ActionType, structs_prefix, validate_prefix
 
 _BASE36 = string.digits + string.ascii_lowercase
 

@@ -48,14 +48,14 @@ from mcp_types import (
 )
 from pydantic import Field
 
-from server.manager import JobManager, UnknownJob
-from server.schemas import BatchAnswer
-from server.spec import TASK_REQUEST, TaskRequest
-from server.tools.args import JOB_ID_PATTERN
-from server.tools.common import answer, describe
-from server.tools.jobs import start_answer
-from store import JobQuery, JobRecord, JobStatus, StoreError
-from store.api import MAX_PAGE
+from pow_mcp.server.manager import JobManager, UnknownJob
+from pow_mcp.server.schemas import BatchAnswer
+from pow_mcp.server.spec import TASK_REQUEST, TaskRequest
+from pow_mcp.server.tools.args import JOB_ID_PATTERN
+from pow_mcp.server.tools.common import answer, describe
+from pow_mcp.server.tools.jobs import start_answer
+from pow_mcp.store import JobQuery, JobRecord, JobStatus, StoreError
+from pow_mcp.store.api import MAX_PAGE
 
 log = logging.getLogger(__name__)
 

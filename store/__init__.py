@@ -18,7 +18,7 @@ from pathlib import Path
 
 import anyio
 
-from store.api import (
+from pow_mcp.store.api import (
     DataDirError,
     JobExistsError,
     JobNotFoundError,
@@ -29,9 +29,9 @@ from store.api import (
     StoreError,
     StoreWriteError,
 )
-from store.jsonfile import JOBS_FILE, JsonFileJobStore
-from store.memory import MemoryJobStore
-from store.record import (
+from pow_mcp.store.jsonfile import JOBS_FILE, JsonFileJobStore
+from pow_mcp.store.memory import MemoryJobStore
+from pow_mcp.store.record import (
     ACTIVE,
     ANY_INSTANCE,
     INTERRUPTED_ERROR,
@@ -46,7 +46,7 @@ from store.record import (
     WaitingInfo,
     utc_now,
 )
-from store.url import parse_database_url
+from pow_mcp.store.url import parse_database_url
 
 DEFAULT_LEASE_SECONDS = 15.0
 
@@ -101,7 +101,7 @@ async def connect(settings: StoreSettings, *, serving: bool = True) -> JobStore:
         return MemoryJobStore(instance_id)
     if settings.database_url is None:
         return await JsonFileJobStore.open(settings.data_dir, instance_id)
-    from store.sql.engine import SqlJobStore  # SQLAlchemy only when a database is used
+    from pow_mcp.store.sql.engine import SqlJobStore  # SQLAlchemy only when a database is used
 
     url = parse_database_url(settings.database_url, settings.data_dir)
     return await SqlJobStore.open(
@@ -115,7 +115,7 @@ async def migrate(settings: StoreSettings) -> tuple[str | None, str | None]:
     settings.check()
     if not settings.persist or settings.database_url is None:
         return None, None
-    from store.sql.engine import SqlJobStore
+    from pow_mcp.store.sql.engine import SqlJobStore
 
     url = parse_database_url(settings.database_url, settings.data_dir)
     store = await SqlJobStore.open(url, new_instance_id(), settings.lease_seconds, register=False)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from store.record import (
+from pow_mcp.store.record import (
     ACTIVE,
     ANY_INSTANCE,
     TERMINAL,
@@ -28,7 +28,7 @@ from store.record import (
     copy_record,
     utc_now,
 )
-from store.transitions import (
+from pow_mcp.store.transitions import (
     ANY,
     CANCELLABLE,
     CLAIMABLE,

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import anyio
 
-from store.api import (
+from pow_mcp.store.api import (
     Expiry,
     JobExistsError,
     JobQuery,
@@ -17,8 +17,8 @@ from store.api import (
     page,
     runnable_order,
 )
-from store.record import ACTIVE, JobRecord, JobStatus, copy_record
-from store.transitions import Change, Condition, apply_change
+from pow_mcp.store.record import ACTIVE, JobRecord, JobStatus, copy_record
+from pow_mcp.store.transitions import Change, Condition, apply_change
 
 
 def change_in(

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import anyio
 
-from store.api import JobExistsError, JobQuery, JobStore, StoreError
-from store.jsonfile.codec import UnreadableFile, encode_line, parse, render
-from store.jsonfile.file import write_atomic
-from store.record import JobRecord
+from pow_mcp.store.api import JobExistsError, JobQuery, JobStore, StoreError
+from pow_mcp.store.jsonfile.codec import UnreadableFile, encode_line, parse, render
+from pow_mcp.store.jsonfile.file import write_atomic
+from pow_mcp.store.record import JobRecord
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from store.record import ACTIVE, TERMINAL, UNFINISHED, JobRecord, JobStatus, copy_record
+from pow_mcp.store.record import ACTIVE, TERMINAL, UNFINISHED, JobRecord, JobStatus, copy_record
 
 
 class _Any:

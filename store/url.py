@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from store.api import StoreConfigError
+from pow_mcp.store.api import StoreConfigError
 
 VARIABLE = "JOBS_DATABASE_URL"
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")

@@ -16,8 +16,8 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from store.api import JobStore, StoreError
-from store.record import JobRecord
+from pow_mcp.store.api import JobStore, StoreError
+from pow_mcp.store.record import JobRecord
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from store import StoreSettings
+from pow_mcp.store import StoreSettings
 from tests.chain import Chain, serving_chain
 from tests.pg_server import PostgresServer
 

@@ -11,8 +11,8 @@ import sys
 
 import anyio
 
-from pow.pool.dask import DaskPool
-from pow.scheduler import SearchTask
+from pow_mcp.pow.pool.dask import DaskPool
+from pow_mcp.pow.scheduler import SearchTask
 
 
 async def main(address: str) -> None:

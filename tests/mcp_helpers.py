@@ -40,7 +40,7 @@ def server_env(data_dir: Path, **overrides: str) -> dict[str, str]:
 def server_params(data_dir: Path, *args: str, **env: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "server.cli", "--data-dir", str(data_dir), *args],
+        args=["-m", "pow_mcp.server.cli", "--data-dir", str(data_dir), *args],
         env=server_env(data_dir, **env),
         cwd=ROOT,
     )
@@ -99,7 +99,7 @@ def server_pids(data_dir: Path) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"server.cli" in argv and str(data_dir).encode() in argv:
+        if b"pow_mcp.server.cli" in argv and str(data_dir).encode() in argv:
             pids.append(int(entry.name))
     return pids
 
@@ -126,7 +126,7 @@ def http_server(data_dir: Path, *args: str, **env: str) -> Iterator[str]:
     (it must exit 0, without a traceback). Its log is read all along, so a chatty server
     never blocks."""
     port = free_port()
-    command = ["-m", "server.cli", "--transport", "http", "--port", str(port), *args]
+    command = ["-m", "pow_mcp.server.cli", "--transport", "http", "--port", str(port), *args]
     proc = subprocess.Popen(
         [sys.executable, *command, "--data-dir", str(data_dir)],
         cwd=ROOT,

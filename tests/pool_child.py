@@ -8,8 +8,8 @@ from __future__ import annotations
 import queue
 import sys
 
-from pow.pool import WorkerPool
-from pow.scheduler import SearchTask
+from pow_mcp.pow.pool import WorkerPool
+from pow_mcp.pow.scheduler import SearchTask
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from pow.layout import LAYOUT_PLAIN, nonce_at
+from pow_mcp.pow.layout import LAYOUT_PLAIN, nonce_at
 
 
 def ref_hash(message: bytes) -> str:

@@ -23,7 +23,15 @@ from pathlib import Path
 
 import anyio
 
-from store import JobRecord, JobStatus, JobStore, Progress, StoreSettings, open_store, utc_now
+from pow_mcp.store import (
+    JobRecord,
+    JobStatus,
+    JobStore,
+    Progress,
+    StoreSettings,
+    open_store,
+    utc_now,
+)
 
 
 def report(job_id: str, status: JobStatus) -> None:

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from store import JobRecord, JobStatus, StoreSettings, utc_now
-from store.jsonfile.locks import flocked
+from pow_mcp.store import JobRecord, JobStatus, StoreSettings, utc_now
+from pow_mcp.store.jsonfile.locks import flocked
 
 CHILD = Path(__file__).with_name("store_child.py")
 ROOT = CHILD.parent.parent

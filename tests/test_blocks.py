@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.blocks import Anchor, parse_height
+from pow_mcp.server.blocks import Anchor, parse_height
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from server.cli.claude import (
+from pow_mcp.server.cli.claude import (
     DISTRIBUTION,
     Launch,
     config_path,
@@ -22,7 +22,7 @@ from server.cli.claude import (
 )
 from tests.mcp_helpers import ROOT
 
-CLI = [sys.executable, "-m", "server.cli"]
+CLI = [sys.executable, "-m", "pow_mcp.server.cli"]
 HOME = Path("/home/ann")
 
 

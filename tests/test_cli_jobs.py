@@ -21,8 +21,8 @@ import jsonschema
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from server.schemas import CancelAnswer, CleanupAnswer, ControlAnswer, JobAnswer, ListAnswer
-from store import JobStatus, StoreSettings, connect
+from pow_mcp.server.schemas import CancelAnswer, CleanupAnswer, ControlAnswer, JobAnswer, ListAnswer
+from pow_mcp.store import JobStatus, StoreSettings, connect
 from tests.conftest import PERSISTENT_KINDS
 from tests.mcp_helpers import ROOT, call, server_env
 from tests.mcp_helpers import connect as connect_server
@@ -30,7 +30,7 @@ from tests.store_helpers import finished, make_record
 from tests.test_server_control import hashing, until
 
 PERSISTENT = pytest.mark.parametrize("kind", PERSISTENT_KINDS, indirect=True)
-CLI = [sys.executable, "-m", "server.cli"]
+CLI = [sys.executable, "-m", "pow_mcp.server.cli"]
 
 
 def cli_env(data_dir: Path, database_url: str | None = None, **env: str) -> dict[str, str]:

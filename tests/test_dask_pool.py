@@ -20,10 +20,10 @@ import anyio
 import pytest
 from distributed import LocalCluster
 
-from pow.kernel import available_kernels
-from pow.pool.dask import ClusterError, DaskPool
-from pow.scheduler import Checkpoint, Chunk, OutcomeKind, SearchTask
-from pow.scheme import ActionType, structs_prefix
+from pow_mcp.pow.kernel import available_kernels
+from pow_mcp.pow.pool.dask import ClusterError, DaskPool
+from pow_mcp.pow.scheduler import Checkpoint, Chunk, OutcomeKind, SearchTask
+from pow_mcp.pow.scheme import ActionType, structs_prefix
 from tests.dask_helpers import (
     IDLE,
     ROOT,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pow.difficulty import age_difficulty, eta_seconds, first_valid_age, valid_from_block
+from pow_mcp.pow.difficulty import age_difficulty, eta_seconds, first_valid_age, valid_from_block
 
 RANGES = [10, 100, 1800, 36000, 252000]
 

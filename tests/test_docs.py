@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from store import JobStatus
+from pow_mcp.store import JobStatus
 from tests.mcp_helpers import ROOT, connect
 
 README = (ROOT / "README.md").read_text()

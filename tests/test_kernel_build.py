@@ -115,7 +115,7 @@ def test_extension_builds_and_works(compiler: str, tmp_path: Path) -> None:
     build = setup_py_build_ext(tmp_path, cc)
     assert build.returncode == 0, build.stderr
     assert "could not be built" not in build.stderr
-    [so] = (tmp_path / "lib" / "pow" / "kernels").glob("_sha256*")
+    [so] = (tmp_path / "lib" / "pow_mcp" / "pow" / "kernels").glob("_sha256*")
     run = subprocess.run(
         [sys.executable, "-c", CHECK_BUILT, str(so)], capture_output=True, text=True, timeout=300
     )

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pow.layout import (
+from pow_mcp.pow.layout import (
     LAYOUT_LATEST,
     LAYOUT_PLAIN,
     LAYOUT_SHORT_BLOCK,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from store.jsonfile import locks
-from store.jsonfile.locks import InstanceLock, flocked, owner_alive, sweep_dead_instances
+from pow_mcp.store.jsonfile import locks
+from pow_mcp.store.jsonfile.locks import InstanceLock, flocked, owner_alive, sweep_dead_instances
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCKERS = {"flock": False, "portalocker": True}

@@ -1,4 +1,4 @@
-"""The compiled search kernels (pow.kernels._sha256 through pow.kernels.native) against the
+"""The compiled search kernels (pow_mcp.pow.kernels._sha256 through pow.kernels.native) against the
 hashlib reference.
 
 Every compiled kernel this machine can run is checked for results identical to
@@ -27,8 +27,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pow.kernels import ChunkResult, HashlibKernel, available_kernels, get_kernel, native
-from pow.layout import LAYOUT_LATEST, LAYOUT_PLAIN, segments
+from pow_mcp.pow.kernels import ChunkResult, HashlibKernel, available_kernels, get_kernel, native
+from pow_mcp.pow.layout import LAYOUT_LATEST, LAYOUT_PLAIN, segments
 
 REFERENCE = HashlibKernel()
 KERNELS = native.kernels()
@@ -99,8 +99,8 @@ def c_compiler() -> str | None:
 )
 def test_extension_is_built_with_the_kernels_this_cpu_can_run() -> None:
     assert native._ext is not None, (
-        "pow._sha256 is missing: reinstall with `pip install -e .` (it needs a C compiler), "
-        "or build it in place with `python setup.py build_ext --inplace`"
+        "pow_mcp.pow.kernels._sha256 is missing: reinstall with `pip install -e .` (it needs "
+        "a C compiler), or build it in place with `python setup.py build_ext --inplace`"
     )
     assert "scalar-c" in NAMES
     flags = cpu_flags()
@@ -501,12 +501,12 @@ def test_without_the_extension_only_hashlib_is_left(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(native, "_ext", None)
-    monkeypatch.setattr(native, "_import_error", "No module named 'pow.kernels._sha256'")
-    monkeypatch.setattr("pow.kernels._warned", False)
+    monkeypatch.setattr(native, "_import_error", "No module named 'pow_mcp.pow.kernels._sha256'")
+    monkeypatch.setattr("pow_mcp.pow.kernels._warned", False)
     monkeypatch.delenv("POW_KERNEL", raising=False)
     assert native.kernels() == {}
     assert list(available_kernels()) == ["hashlib"]
-    with caplog.at_level("WARNING", logger="pow.kernels"):
+    with caplog.at_level("WARNING", logger="pow_mcp.pow.kernels"):
         assert get_kernel().name == "hashlib"
         get_kernel()
     # Said once, with how to get the fast path.

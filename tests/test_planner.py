@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pow.policy import AUTO, hashing_order
-from server.blocks import Anchor
-from server.planner import Planner, plan_info
-from server.spec import JobSpec
-from store import JobStatus
+from pow_mcp.pow.policy import AUTO, hashing_order
+from pow_mcp.server.blocks import Anchor
+from pow_mcp.server.planner import Planner, plan_info
+from pow_mcp.server.spec import JobSpec
+from pow_mcp.store import JobStatus
 from tests.store_helpers import make_record
 
 RANGE = 1800.0

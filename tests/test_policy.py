@@ -16,8 +16,8 @@ import pytest
 from hypothesis import assume, currently_in_test_context, given, settings
 from hypothesis import strategies as st
 
-from pow.difficulty import age_difficulty, valid_from_block
-from pow.policy import (
+from pow_mcp.pow.difficulty import age_difficulty, valid_from_block
+from pow_mcp.pow.policy import (
     AUTO,
     MEDIAN_SLACK,
     AgeJob,
@@ -28,7 +28,7 @@ from pow.policy import (
     plan_jobs,
     valid_probability,
 )
-from pow.scheme import digest_leading_zeros, message
+from pow_mcp.pow.scheme import digest_leading_zeros, message
 
 TOP = 64
 NEAR_TIE = 1e-9  # brute force and policy round differently this close to the confidence

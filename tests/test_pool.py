@@ -16,11 +16,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pow.kernel import available_kernels
-from pow.pool import LocalPool
-from pow.scheduler import Checkpoint, OutcomeKind, Progress, SearchTask
-from pow.scheme import verify
-from pow.worker import parent_watch
+from pow_mcp.pow.kernel import available_kernels
+from pow_mcp.pow.pool import LocalPool
+from pow_mcp.pow.scheduler import Checkpoint, OutcomeKind, Progress, SearchTask
+from pow_mcp.pow.scheme import verify
+from pow_mcp.pow.worker import parent_watch
 
 ROOT = Path(__file__).resolve().parent.parent
 

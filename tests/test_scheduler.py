@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pow.kernel import ChunkResult, HashlibKernel
-from pow.layout import LAYOUT_PLAIN
-from pow.scheduler import (
+from pow_mcp.pow.kernel import ChunkResult, HashlibKernel
+from pow_mcp.pow.layout import LAYOUT_PLAIN
+from pow_mcp.pow.scheduler import (
     Best,
     Checkpoint,
     Chunk,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pow.scheme import (
+from pow_mcp.pow.scheme import (
     digest_leading_zeros,
     leading_zeros,
     message,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import anyio
 
-from pow.difficulty import age_difficulty, first_valid_age
+from pow_mcp.pow.difficulty import age_difficulty, first_valid_age
 from tests.chain import Chain
 from tests.mcp_helpers import call, connect
 

@@ -14,9 +14,9 @@ import anyio
 import pytest
 from mcp import Client
 
-from pow.kernel import available_kernels
-from server.config import ConfigError, load_config
-from server.manager import open_cluster
+from pow_mcp.pow.kernel import available_kernels
+from pow_mcp.server.config import ConfigError, load_config
+from pow_mcp.server.manager import open_cluster
 from tests.dask_helpers import dask_processes, free_port
 from tests.mcp_helpers import call, connect, server_goes_away, server_pids
 from tests.test_pool import wait_for_exit
@@ -41,7 +41,9 @@ def test_cluster_settings_are_read_and_checked() -> None:
 async def test_without_the_dask_extra_pow_cluster_is_a_config_error_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "pow.pool.dask", None)  # its import fails, as without Dask
+    monkeypatch.setitem(
+        sys.modules, "pow_mcp.pow.pool.dask", None
+    )  # its import fails, as without Dask
     config = load_config({"POW_CLUSTER": "local"})
     with pytest.raises(ConfigError) as caught:
         async with open_cluster(config):

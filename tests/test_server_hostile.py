@@ -21,7 +21,7 @@ class RawStdio:
 
     def __init__(self, data_dir: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "pow_mcp.server.cli", "--data-dir", str(data_dir)],
             cwd=ROOT,
             env=server_env(data_dir),
             stdin=subprocess.PIPE,

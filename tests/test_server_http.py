@@ -49,7 +49,15 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         proc = subprocess.run(
-            [sys.executable, "-m", "server.cli", "--transport", "http", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "pow_mcp.server.cli",
+                "--transport",
+                "http",
+                "--port",
+                str(port),
+            ],
             cwd=ROOT,
             env=server_env(tmp_path),
             capture_output=True,

@@ -105,7 +105,15 @@ async def test_a_principal_sees_and_acts_on_its_own_jobs_only(
 
 def test_every_interface_needs_a_token_or_says_it_is_open(tmp_path: Path) -> None:
     port = str(free_port())
-    command = [sys.executable, "-m", "server.cli", "--transport", "http", "--host", "0.0.0.0"]
+    command = [
+        sys.executable,
+        "-m",
+        "pow_mcp.server.cli",
+        "--transport",
+        "http",
+        "--host",
+        "0.0.0.0",
+    ]
     refused = subprocess.run(
         [*command, "--port", port],
         cwd=ROOT,

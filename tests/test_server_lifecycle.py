@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from server.config import ConfigError, load_config
+from pow_mcp.server.config import ConfigError, load_config
 from tests.mcp_helpers import (
     ROOT,
     call,
@@ -41,7 +41,7 @@ def children_of(pid: int) -> list[int]:
 
 def run_server(data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "pow_mcp.server.cli", *args],
         cwd=ROOT,
         env=server_env(data_dir, **env),
         stdin=subprocess.PIPE,
@@ -131,7 +131,9 @@ def test_a_bad_setting_stops_the_server_with_its_name(tmp_path: Path) -> None:
 
 
 async def test_claude_desktop_snippet_starts_a_working_server(tmp_path: Path) -> None:
-    done = await anyio.run_process([sys.executable, "-m", "server.cli", "claude-config"], cwd=ROOT)
+    done = await anyio.run_process(
+        [sys.executable, "-m", "pow_mcp.server.cli", "claude-config"], cwd=ROOT
+    )
     entry = json.loads(done.stdout)["mcpServers"]["pow"]
     assert Path(entry["command"]).is_absolute() and os.access(entry["command"], os.X_OK)
     assert Path(entry["env"]["JOBS_DATA_DIR"]).is_absolute()
@@ -147,7 +149,7 @@ def test_started_from_a_terminal_it_says_what_it_waits_for(tmp_path: Path) -> No
     controller, terminal = os.openpty()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "--data-dir", str(tmp_path)],
+            [sys.executable, "-m", "pow_mcp.server.cli", "--data-dir", str(tmp_path)],
             cwd=ROOT,
             env=server_env(tmp_path),
             stdin=terminal,

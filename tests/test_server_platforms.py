@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from server.config import LOCAL_DATA_DIR, default_data_dir, load_config
-from server.signals import STOP_SIGNALS
+from pow_mcp.server.config import LOCAL_DATA_DIR, default_data_dir, load_config
+from pow_mcp.server.signals import STOP_SIGNALS
 from tests.mcp_helpers import ROOT, server_env
 
 INITIALIZE = {
@@ -63,7 +63,7 @@ class Stderr:
 
 def start_server(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "pow_mcp.server.cli", *args],
         cwd=cwd,
         env=env,
         stdin=subprocess.PIPE,
@@ -160,7 +160,7 @@ def test_the_per_user_directory_when_data_jobs_cannot_be_created(
     work.mkdir()
     (work / "data").write_text("a file where the data directory would go")
     monkeypatch.chdir(work)
-    with caplog.at_level(logging.INFO, logger="server.config"):
+    with caplog.at_level(logging.INFO, logger="pow_mcp.server.config"):
         config = load_config({})
     assert config.data_dir == user_data_home / "pow-mcp" / "jobs"
     assert str(user_data_home / "pow-mcp" / "jobs") in caplog.text

@@ -22,8 +22,8 @@ from mcp_types import (
 )
 from pydantic import TypeAdapter
 
-from server.tasks import V2025, V2026, TaskView
-from store import JobStatus
+from pow_mcp.server.tasks import V2025, V2026, TaskView
+from pow_mcp.store import JobStatus
 from tests.mcp_helpers import call, connect, http_server, server_params
 from tests.store_helpers import finished, make_record
 from tests.task_client import (

@@ -16,7 +16,7 @@ import anyio
 import psycopg
 import pytest
 
-from store import JobStatus, StoreSettings, connect
+from pow_mcp.store import JobStatus, StoreSettings, connect
 from tests.conftest import PERSISTENT_KINDS
 from tests.faults import small_disk
 from tests.mcp_helpers import ROOT, call, server_env
@@ -32,7 +32,7 @@ def pow_mcp(settings: StoreSettings, *args: str, **env: str) -> subprocess.Compl
     if settings.database_url:
         variables["JOBS_DATABASE_URL"] = settings.database_url
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "pow_mcp.server.cli", *args],
         cwd=ROOT,
         env=variables,
         capture_output=True,
@@ -231,9 +231,9 @@ def test_a_database_of_the_first_schema_is_upgraded_with_its_jobs(
     from alembic.config import Config
     from sqlalchemy import create_engine
 
-    from store.sql import engine as sql_engine
-    from store.sql.migrate import MIGRATIONS
-    from store.url import parse_database_url
+    from pow_mcp.store.sql import engine as sql_engine
+    from pow_mcp.store.sql.migrate import MIGRATIONS
+    from pow_mcp.store.url import parse_database_url
 
     url = parse_database_url(store_settings.database_url or "", store_settings.data_dir)
     record = make_record(JobStatus.COMPLETED)
@@ -272,8 +272,8 @@ def test_the_migrations_build_the_schema_the_code_declares(
     from alembic.migration import MigrationContext
     from sqlalchemy import create_engine
 
-    from store.sql.tables import metadata
-    from store.url import parse_database_url
+    from pow_mcp.store.sql.tables import metadata
+    from pow_mcp.store.url import parse_database_url
 
     assert pow_mcp(store_settings, "db", "migrate").returncode == 0
     url = parse_database_url(store_settings.database_url or "", store_settings.data_dir)

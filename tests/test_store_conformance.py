@@ -13,7 +13,7 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from store import (
+from pow_mcp.store import (
     JobExistsError,
     JobNotFoundError,
     JobQuery,
@@ -26,7 +26,7 @@ from store import (
     open_store,
     utc_now,
 )
-from store.record import ANY_INSTANCE, Checkpoint, Recovery
+from pow_mcp.store.record import ANY_INSTANCE, Checkpoint, Recovery
 from tests.conftest import PERSISTENT_KINDS, STORE_KINDS
 from tests.store_helpers import BASE_TIME, make_record
 
@@ -436,7 +436,7 @@ async def test_a_live_instance_keeps_its_jobs(store_settings: StoreSettings) -> 
 
 async def _open_without_renewals(settings: StoreSettings, lease: float) -> JobStore:
     """An instance that registered, then stopped renewing: as if its process froze or died."""
-    from store import connect
+    from pow_mcp.store import connect
 
     fields = {**settings.__dict__, "lease_seconds": lease}
     return await connect(StoreSettings(**fields))  # type: ignore[arg-type]

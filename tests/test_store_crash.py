@@ -13,9 +13,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from store import JobQuery, JobRecord, StoreSettings, connect
-from store.jsonfile.codec import parse
-from store.record import TERMINAL, JobStatus
+from pow_mcp.store import JobQuery, JobRecord, StoreSettings, connect
+from pow_mcp.store.jsonfile.codec import parse
+from pow_mcp.store.record import TERMINAL, JobStatus
 from tests.conftest import PERSISTENT_KINDS
 from tests.store_helpers import Lines, spawn
 

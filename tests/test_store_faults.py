@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from store import (
+from pow_mcp.store import (
     JobQuery,
     JobStatus,
     JobStore,

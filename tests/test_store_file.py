@@ -15,8 +15,8 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-import store.jsonfile.store as json_store
-from store import (
+import pow_mcp.store.jsonfile.store as json_store
+from pow_mcp.store import (
     DataDirError,
     JobQuery,
     JobStatus,
@@ -26,7 +26,7 @@ from store import (
     connect,
     open_store,
 )
-from store.jsonfile.file import write_atomic
+from pow_mcp.store.jsonfile.file import write_atomic
 from tests.store_helpers import aside, holding_write_lock, make_record, raw_jobs
 
 

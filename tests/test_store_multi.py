@@ -12,7 +12,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from store import (
+from pow_mcp.store import (
     JobQuery,
     JobRecord,
     JobStatus,

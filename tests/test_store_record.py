@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from store.jsonfile.codec import (
+from pow_mcp.store.jsonfile.codec import (
     Contents,
     Entry,
     UnreadableFile,
@@ -19,7 +19,7 @@ from store.jsonfile.codec import (
     parse,
     render,
 )
-from store.record import (
+from pow_mcp.store.record import (
     TERMINAL,
     Checkpoint,
     FutureRecordError,

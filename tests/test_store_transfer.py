@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from store import JobStatus, StoreSettings, connect, utc_now
-from store.record import (
+from pow_mcp.store import JobStatus, StoreSettings, connect, utc_now
+from pow_mcp.store.record import (
     Attempt,
     Checkpoint,
     JobRecord,
@@ -19,7 +19,7 @@ from store.record import (
     Recovery,
     WaitingInfo,
 )
-from store.transfer import all_jobs, export_jobs, import_jobs
+from pow_mcp.store.transfer import all_jobs, export_jobs, import_jobs
 from tests.conftest import settings_for
 from tests.store_helpers import make_record
 

@@ -8,8 +8,8 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from store import JobRecord, JobStatus, MemoryJobStore, Progress, StoreWriteError
-from store.writer import GroupCommit, ProgressWriter
+from pow_mcp.store import JobRecord, JobStatus, MemoryJobStore, Progress, StoreWriteError
+from pow_mcp.store.writer import GroupCommit, ProgressWriter
 from tests.store_helpers import make_record
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import os
 
-from pow.kernels import native
-from pow.kernels.base import ChunkResult, SearchKernel, check_search_args
-from pow.kernels.hashlib_kernel import HashlibKernel
+from pow_mcp.pow.kernels import native
+from pow_mcp.pow.kernels.base import ChunkResult, SearchKernel, check_search_args
+from pow_mcp.pow.kernels.hashlib_kernel import HashlibKernel
 
 __all__ = [
     "ChunkResult",

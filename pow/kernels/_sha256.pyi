@@ -1,4 +1,4 @@
-"""Type stub of the C extension pow.kernels._sha256 (c/module.c over c/sha256_search.c)."""
+"""Type stub of the C extension pow_mcp.pow.kernels._sha256 (c/module.c over c/sha256_search.c)."""
 
 def engines() -> tuple[str, ...]:
     """Engine names this CPU can run, fastest first."""

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from pow.layout import LAYOUT_PLAIN, check_layout, position_limit
-from pow.scheme import MAX_DIFFICULTY
+from pow_mcp.pow.layout import LAYOUT_PLAIN, check_layout, position_limit
+from pow_mcp.pow.scheme import MAX_DIFFICULTY
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 
-from pow.kernels.base import ChunkResult, check_search_args, search_runs
-from pow.layout import LAYOUT_PLAIN, nonce_runs
-from pow.scheme import MAX_DIFFICULTY, digest_leading_zeros
+from pow_mcp.pow.kernels.base import ChunkResult, check_search_args, search_runs
+from pow_mcp.pow.layout import LAYOUT_PLAIN, nonce_runs
+from pow_mcp.pow.scheme import MAX_DIFFICULTY, digest_leading_zeros
 
 
 def _below(zeros: int) -> bytes:

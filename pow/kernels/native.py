@@ -1,4 +1,4 @@
-"""Compiled search kernels from the optional C extension `pow.kernels._sha256`.
+"""Compiled search kernels from the optional C extension `pow_mcp.pow.kernels._sha256`.
 
 `kernels()` lists the ones this CPU can run, fastest first: "sha-ni" (x86 SHA extensions),
 "avx2" (8 lanes in 256-bit vectors), "armv8-sha2" (ARMv8 cryptography extensions),
@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from types import ModuleType
 
-from pow.kernels.base import ChunkResult, SearchKernel, check_search_args, search_runs
-from pow.kernels.hashlib_kernel import search_nonces
-from pow.layout import LAYOUT_PLAIN, nonce_runs
+from pow_mcp.pow.kernels.base import ChunkResult, SearchKernel, check_search_args, search_runs
+from pow_mcp.pow.kernels.hashlib_kernel import search_nonces
+from pow_mcp.pow.layout import LAYOUT_PLAIN, nonce_runs
 
 _ext: ModuleType | None
 _import_error: str | None = None
 try:
-    from pow.kernels import _sha256 as _ext
+    from pow_mcp.pow.kernels import _sha256 as _ext
 except ImportError as exc:  # not built: no compiler, or an unsupported platform
     _ext = None
     _import_error = str(exc)
@@ -30,7 +30,7 @@ except ImportError as exc:  # not built: no compiler, or an unsupported platform
 C_NONCE_LIMIT = 2**64  # the C code takes nonces below this
 
 FAST_PATH_HELP = (
-    "the compiled SHA-256 kernel (pow.kernels._sha256) is not built, so hashing uses the "
+    "the compiled SHA-256 kernel (pow_mcp.pow.kernels._sha256) is not built, so hashing uses the "
     "pure-Python hashlib kernel, about 20x slower. To get the fast path, install a C compiler "
     "and Python's headers (Debian/Ubuntu: apt install build-essential python3-dev; Fedora: "
     "dnf install gcc python3-devel; macOS: xcode-select --install; Windows: the Microsoft C++ "

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import anyio
 
-from pow.scheduler import Outcome, Progress, SearchTask
+from pow_mcp.pow.scheduler import Outcome, Progress, SearchTask
 
 ProgressCallback = Callable[[Progress], None]
 # What a pool's own thread hands to the event loop: (job id, event), or None to stop.

@@ -66,12 +66,18 @@ import dask.config
 from dask.context import thread_state  # where the worker puts the running task's key
 from distributed import Client, Future, KilledWorker, LocalCluster, WorkerPlugin, get_worker
 
-from pow.kernel import ChunkResult, SearchKernel, get_kernel
-from pow.kernels.base import search_runs
-from pow.layout import LAYOUTS
-from pow.pool.base import EventQueue, HashingPool, JobHandle, ProgressCallback, deliver_events
-from pow.pool.local import _main_module_hidden
-from pow.scheduler import (
+from pow_mcp.pow.kernel import ChunkResult, SearchKernel, get_kernel
+from pow_mcp.pow.kernels.base import search_runs
+from pow_mcp.pow.layout import LAYOUTS
+from pow_mcp.pow.pool.base import (
+    EventQueue,
+    HashingPool,
+    JobHandle,
+    ProgressCallback,
+    deliver_events,
+)
+from pow_mcp.pow.pool.local import _main_module_hidden
+from pow_mcp.pow.scheduler import (
     Chunk,
     Event,
     Outcome,
@@ -80,7 +86,7 @@ from pow.scheduler import (
     Scheduler,
     SearchTask,
 )
-from pow.worker import measure_rate
+from pow_mcp.pow.worker import measure_rate
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 
-from pow.kernel import HashlibKernel
-from pow.pool.base import HashingPool, JobHandle, ProgressCallback
-from pow.scheduler import Event, Outcome, Scheduler, SearchTask
+from pow_mcp.pow.kernel import HashlibKernel
+from pow_mcp.pow.pool.base import HashingPool, JobHandle, ProgressCallback
+from pow_mcp.pow.scheduler import Event, Outcome, Scheduler, SearchTask
 
 CHUNK = 2048
 

@@ -24,9 +24,15 @@ from typing import Any
 
 import anyio
 
-from pow.kernel import ChunkResult, get_kernel
-from pow.pool.base import EventQueue, HashingPool, JobHandle, ProgressCallback, deliver_events
-from pow.scheduler import (
+from pow_mcp.pow.kernel import ChunkResult, get_kernel
+from pow_mcp.pow.pool.base import (
+    EventQueue,
+    HashingPool,
+    JobHandle,
+    ProgressCallback,
+    deliver_events,
+)
+from pow_mcp.pow.scheduler import (
     Chunk,
     Event,
     Outcome,
@@ -34,7 +40,7 @@ from pow.scheduler import (
     Scheduler,
     SearchTask,
 )
-from pow.worker import worker_main
+from pow_mcp.pow.worker import worker_main
 
 if sys.platform == "win32":
     from multiprocessing.connection import PipeConnection as Connection

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import anyio
 
-from pow.bench import run as run_bench
-from pow.scheme import ActionType
-from server.cli import claude, completion, db, jobs
-from server.cli.solve import solve
-from server.config import ConfigError, load_config
-from store import StoreError
+from pow_mcp.pow.bench import run as run_bench
+from pow_mcp.pow.scheme import ActionType
+from pow_mcp.server.cli import claude, completion, db, jobs
+from pow_mcp.server.cli.solve import solve
+from pow_mcp.server.config import ConfigError, load_config
+from pow_mcp.store import StoreError
 
 log = logging.getLogger("pow-mcp")
 
@@ -146,7 +146,7 @@ def _waiting_hint() -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.app import serve  # the MCP stack: only when serving (a third of a second)
+    from pow_mcp.server.app import serve  # the MCP stack: only when serving (a third of a second)
 
     try:
         config = load_config().with_overrides(

@@ -2,6 +2,6 @@
 
 import sys
 
-from server.cli import main
+from pow_mcp.server.cli import main
 
 sys.exit(main())

@@ -20,8 +20,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-from server.cli.common import ERROR, OK, USAGE
-from server.config import ConfigError, load_config
+from pow_mcp.server.cli.common import ERROR, OK, USAGE
+from pow_mcp.server.config import ConfigError, load_config
 
 SERVER_NAME = "pow"  # the key of our entry in mcpServers
 DISTRIBUTION = "pow-mcp"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from server.config import Config, ConfigError, load_config
+from pow_mcp.server.config import Config, ConfigError, load_config
 
 OK, ERROR, USAGE = 0, 1, 2
 

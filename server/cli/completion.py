@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.cli.common import OK
+from pow_mcp.server.cli.common import OK
 
 SHELLS = ("bash", "zsh", "fish")
 PROG = "pow-mcp"

@@ -12,12 +12,12 @@ from typing import Any
 
 import anyio
 
-from server.cli.common import ERROR, OK, USAGE, store_config, store_flags
-from server.config import Config
-from store import JobStatus, JobStore, StoreError, connect, migrate
-from store.sql.migrate import HEAD
-from store.transfer import export_jobs, import_jobs
-from store.url import parse_database_url
+from pow_mcp.server.cli.common import ERROR, OK, USAGE, store_config, store_flags
+from pow_mcp.server.config import Config
+from pow_mcp.store import JobStatus, JobStore, StoreError, connect, migrate
+from pow_mcp.store.sql.migrate import HEAD
+from pow_mcp.store.transfer import export_jobs, import_jobs
+from pow_mcp.store.url import parse_database_url
 
 
 def add_parser(sub: Any) -> None:

@@ -21,10 +21,10 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from server.cli.common import ERROR, OK, USAGE, store_config, store_flags
-from server.cli.progress import ProgressDisplay, Reading, clock, rate
-from server.config import Config
-from server.schemas import (
+from pow_mcp.server.cli.common import ERROR, OK, USAGE, store_config, store_flags
+from pow_mcp.server.cli.progress import ProgressDisplay, Reading, clock, rate
+from pow_mcp.server.config import Config
+from pow_mcp.server.schemas import (
     CancelAnswer,
     CleanupAnswer,
     ControlAnswer,
@@ -33,7 +33,7 @@ from server.schemas import (
     ListAnswer,
     summary,
 )
-from store import (
+from pow_mcp.store import (
     FutureRecordError,
     JobNotFoundError,
     JobQuery,
@@ -44,7 +44,7 @@ from store import (
     connect,
     utc_now,
 )
-from store.api import MAX_PAGE
+from pow_mcp.store.api import MAX_PAGE
 
 RECHECK_SECONDS = 1.0  # `watch` reads the job at least this often, whatever the store says
 WATCH_LINE_SECONDS = 2.0  # plain progress lines of `watch`, at most this often

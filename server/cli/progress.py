@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from pow.difficulty import expected_hashes
+from pow_mcp.pow.difficulty import expected_hashes
 
 # The bar shows the share of the expected work done. A proof search is memoryless, so past
 # the expected count the bar would lie: it stops just short of full until the proof is found.

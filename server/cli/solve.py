@@ -8,11 +8,11 @@ import queue
 import sys
 import time
 
-from pow.difficulty import eta_seconds
-from pow.pool import WorkerPool
-from pow.scheduler import Outcome, OutcomeKind, Progress, SearchTask
-from pow.scheme import structs_prefix, validate_prefix
-from server.cli.progress import ProgressDisplay, Reading
+from pow_mcp.pow.difficulty import eta_seconds
+from pow_mcp.pow.pool import WorkerPool
+from pow_mcp.pow.scheduler import Outcome, OutcomeKind, Progress, SearchTask
+from pow_mcp.pow.scheme import structs_prefix, validate_prefix
+from pow_mcp.server.cli.progress import ProgressDisplay, Reading
 
 
 def _solve_prefix(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from mcp.server.mcpserver.tools import Tool
 
-from server.manager import JobManager
-from server.tools import control, jobs, verify
-from server.tools.common import compact_schema
+from pow_mcp.server.manager import JobManager
+from pow_mcp.server.tools import control, jobs, verify
+from pow_mcp.server.tools.common import compact_schema
 
 
 def build_tools(manager: JobManager) -> list[Tool]:

@@ -18,10 +18,10 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pow.difficulty import age_difficulty
-from pow.scheme import parse_nonce
-from server.spec import JobInputError, JobSpec, check_difficulty_choice, message_prefix
-from store.record import PRIORITIES
+from pow_mcp.pow.difficulty import age_difficulty
+from pow_mcp.pow.scheme import parse_nonce
+from pow_mcp.server.spec import JobInputError, JobSpec, check_difficulty_choice, message_prefix
+from pow_mcp.store.record import PRIORITIES
 
 ActionName = Literal[
     "struct_build_complete", "ore_miner_complete", "ore_refinery_complete", "planet_raid_complete"

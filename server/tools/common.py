@@ -10,10 +10,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
-from server.manager import UnknownJob
-from server.schemas import JobAnswer
-from server.spec import JobInputError
-from store import FutureRecordError, JobRecord, JobStatus, StoreError
+from pow_mcp.server.manager import UnknownJob
+from pow_mcp.server.schemas import JobAnswer
+from pow_mcp.server.spec import JobInputError
+from pow_mcp.store import FutureRecordError, JobRecord, JobStatus, StoreError
 
 
 def hints(*, read_only: bool, destructive: bool, idempotent: bool) -> ToolAnnotations:

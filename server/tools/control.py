@@ -10,13 +10,13 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult
 from pydantic import Field, WithJsonSchema
 
-from server.manager import JobManager
-from server.schemas import BatchAnswer, ControlAnswer, WaitManyAnswer
-from server.spec import TASK_REQUEST, new_id
-from server.tools.args import MAX_TAGS, JobIdArgument, StartArguments, Tag, parse
-from server.tools.common import answer, describe, hints, tool_errors
-from server.tools.jobs import checked, start_answer
-from store import JobRecord, JobStatus
+from pow_mcp.server.manager import JobManager
+from pow_mcp.server.schemas import BatchAnswer, ControlAnswer, WaitManyAnswer
+from pow_mcp.server.spec import TASK_REQUEST, new_id
+from pow_mcp.server.tools.args import MAX_TAGS, JobIdArgument, StartArguments, Tag, parse
+from pow_mcp.server.tools.common import answer, describe, hints, tool_errors
+from pow_mcp.server.tools.jobs import checked, start_answer
+from pow_mcp.store import JobRecord, JobStatus
 
 MAX_BATCH = 100
 

@@ -12,11 +12,18 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from pow.difficulty import expected_hashes
-from server.manager import JobManager
-from server.schemas import CancelAnswer, CleanupAnswer, JobAnswer, ListAnswer, StartAnswer, summary
-from server.spec import TASK_REQUEST
-from server.tools.args import (
+from pow_mcp.pow.difficulty import expected_hashes
+from pow_mcp.server.manager import JobManager
+from pow_mcp.server.schemas import (
+    CancelAnswer,
+    CleanupAnswer,
+    JobAnswer,
+    ListAnswer,
+    StartAnswer,
+    summary,
+)
+from pow_mcp.server.spec import TASK_REQUEST
+from pow_mcp.server.tools.args import (
     JOB_ID_PATTERN,
     MAX_TAGS,
     JobIdArgument,
@@ -24,9 +31,9 @@ from server.tools.args import (
     Tag,
     flat_tool,
 )
-from server.tools.common import answer, describe, duration, hints, job_answer, tool_errors
-from store import JobQuery, JobRecord, JobStatus
-from store.api import MAX_PAGE
+from pow_mcp.server.tools.common import answer, describe, duration, hints, job_answer, tool_errors
+from pow_mcp.store import JobQuery, JobRecord, JobStatus
+from pow_mcp.store.api import MAX_PAGE
 
 StatusName = Literal["queued", "waiting", "running", "paused", "completed", "failed", "cancelled"]
 

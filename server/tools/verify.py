@@ -7,11 +7,11 @@ from typing import Annotated
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult
 
-from pow.difficulty import valid_from_block
-from pow.scheme import parse_nonce, verify
-from server.schemas import VerifyAnswer
-from server.tools.args import VerifyArguments, flat_tool
-from server.tools.common import answer, hints
+from pow_mcp.pow.difficulty import valid_from_block
+from pow_mcp.pow.scheme import parse_nonce, verify
+from pow_mcp.server.schemas import VerifyAnswer
+from pow_mcp.server.tools.args import VerifyArguments, flat_tool
+from pow_mcp.server.tools.common import answer, hints
 
 
 def tools() -> list[Tool]:

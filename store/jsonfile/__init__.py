@@ -1,5 +1,5 @@
 """The JSON file backend: atomic file, multi-process merge, damage recovery, locks."""
 
-from store.jsonfile.store import JOBS_FILE, JsonFileJobStore
+from pow_mcp.store.jsonfile.store import JOBS_FILE, JsonFileJobStore
 
 __all__ = ["JOBS_FILE", "JsonFileJobStore"]

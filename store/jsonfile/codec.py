@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from store.record import FutureRecordError, JobRecord, JobStatus
+from pow_mcp.store.record import FutureRecordError, JobRecord, JobStatus
 
 _HEAD = "{\n"
 _SEPARATOR = ",\n"

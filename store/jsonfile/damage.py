@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.jsonfile.codec import Contents, UnreadableFile, parse
-from store.jsonfile.file import FileSig, read_file, set_aside, stat_sig
+from pow_mcp.store.jsonfile.codec import Contents, UnreadableFile, parse
+from pow_mcp.store.jsonfile.file import FileSig, read_file, set_aside, stat_sig
 
 log = logging.getLogger(__name__)
 

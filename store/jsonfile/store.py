@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from store.api import (
+from pow_mcp.store.api import (
     DataDirError,
     Expiry,
     JobExistsError,
@@ -35,9 +35,9 @@ from store.api import (
     StoreWriteError,
     runnable_order,
 )
-from store.jsonfile import damage
-from store.jsonfile.codec import Contents, Entry, encode_line
-from store.jsonfile.file import (
+from pow_mcp.store.jsonfile import damage
+from pow_mcp.store.jsonfile.codec import Contents, Entry, encode_line
+from pow_mcp.store.jsonfile.file import (
     FileSig,
     ensure_dir,
     ensure_private_file,
@@ -45,16 +45,16 @@ from store.jsonfile.file import (
     stat_sig,
     write_atomic,
 )
-from store.jsonfile.locks import (
+from pow_mcp.store.jsonfile.locks import (
     InstanceLock,
     flocked,
     is_valid_instance_id,
     owner_alive,
     sweep_dead_instances,
 )
-from store.record import ACTIVE, JobRecord, JobStatus
-from store.transitions import Change, Condition, apply_change
-from store.writer import GroupCommit
+from pow_mcp.store.record import ACTIVE, JobRecord, JobStatus
+from pow_mcp.store.transitions import Change, Condition, apply_change
+from pow_mcp.store.writer import GroupCommit
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from store.api import (
+from pow_mcp.store.api import (
     Expiry,
     JobExistsError,
     JobQuery,
@@ -59,8 +59,8 @@ from store.api import (
     StoreError,
     StoreWriteError,
 )
-from store.jsonfile.file import ensure_dir
-from store.record import (
+from pow_mcp.store.jsonfile.file import ensure_dir
+from pow_mcp.store.record import (
     ACTIVE,
     TERMINAL,
     FutureRecordError,
@@ -68,11 +68,11 @@ from store.record import (
     JobStatus,
     utc_now,
 )
-from store.sql import migrate
-from store.sql.leases import LeaseJudge, Peer
-from store.sql.tables import instances, job_tags, jobs
-from store.transitions import Change, Condition, _Any
-from store.url import VARIABLE, DatabaseUrl, mask
+from pow_mcp.store.sql import migrate
+from pow_mcp.store.sql.leases import LeaseJudge, Peer
+from pow_mcp.store.sql.tables import instances, job_tags, jobs
+from pow_mcp.store.transitions import Change, Condition, _Any
+from pow_mcp.store.url import VARIABLE, DatabaseUrl, mask
 
 log = logging.getLogger(__name__)
 

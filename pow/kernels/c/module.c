@@ -1,6 +1,6 @@
 /*
- * pow.kernels._sha256: the Python binding of the search core (sha256_search.c), which itself
- * knows nothing of Python.
+ * pow_mcp.pow.kernels._sha256: the Python binding of the search core (sha256_search.c),
+ * which itself knows nothing of Python.
  */
 
 #define PY_SSIZE_T_CLEAN

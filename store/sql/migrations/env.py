@@ -3,7 +3,7 @@ a transaction that holds the migration lock)."""
 
 from alembic import context
 
-from store.sql.tables import metadata
+from pow_mcp.store.sql.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
