@@ -1,6 +1,7 @@
 """The signals that stop the server gracefully, on each OS.
 
-POSIX: SIGTERM, SIGINT and SIGHUP (a closed terminal), through anyio's signal receiver.
+POSIX: SIGTERM, SIGINT, SIGHUP (a closed terminal) and SIGUSR1, through anyio's signal
+receiver.
 Windows has neither SIGHUP nor the event loop's signal handlers (anyio's receiver raises
 NotImplementedError there): SIGINT (Ctrl-C) and SIGBREAK (Ctrl-Break, a closed console
 window) arrive through plain `signal.signal` handlers that hand the signal to the event
@@ -27,7 +28,9 @@ STOP_SIGNALS: tuple[signal.Signals, ...]
 if sys.platform == "win32":
     STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGBREAK)
 else:
-    STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    # SIGUSR1 too: its default would end the server without cleanup, leaving its jobs
+    # `running` on disk until the next start.
+    STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
 def _portable() -> bool:

@@ -72,8 +72,8 @@ def start_server(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Popen
     )
 
 
-def test_stop_signals_are_sighup_sigterm_sigint_here() -> None:
-    assert set(STOP_SIGNALS) == {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+def test_stop_signals_are_sighup_sigterm_sigint_sigusr1_here() -> None:
+    assert set(STOP_SIGNALS) == {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
 
 
 # POW_PORTABLE=0: anyio's signal receiver; 1: the plain handlers Windows needs.
@@ -85,6 +85,7 @@ def test_stop_signals_are_sighup_sigterm_sigint_here() -> None:
         pytest.param("stdio", signal.SIGINT, "0", id="stdio-SIGINT-receiver"),
         pytest.param("stdio", signal.SIGINT, "1", id="stdio-SIGINT-handlers"),
         pytest.param("http", signal.SIGHUP, "1", id="http-SIGHUP-handlers"),
+        pytest.param("stdio", signal.SIGUSR1, "0", id="stdio-SIGUSR1-receiver"),
     ],
 )
 def test_a_stop_signal_stops_the_server_gracefully(
