@@ -238,10 +238,26 @@ class TaskBoard:
         return await self.view(task_id)
 
     async def page(self, cursor: str | None) -> tuple[list[TaskView], str | None]:
-        """Newest first; the cursor is where the previous page ended."""
-        before = _decode_cursor(cursor) if cursor else None
-        query = JobQuery(tasks_only=True, created_before=before, limit=LIST_PAGE + 1)
-        heads, _ = await self.manager.find(query)
+        """Newest first (ties by id, descending); the cursor is the last task of the previous
+        page, so tasks created in the same microsecond are neither skipped nor repeated."""
+        heads: list[JobRecord] = []
+        before: datetime | None = None
+        if cursor:
+            before, last_id = _decode_cursor(cursor)
+            tick = timedelta(microseconds=1)
+            tied = JobQuery(
+                tasks_only=True,
+                created_after=before - tick,
+                created_before=before + tick,
+                limit=MAX_PAGE,  # all of them, in practice: a handful at most
+            )
+            found = (await self.manager.find(tied))[0]
+            heads = [h for h in found if h.job_id < last_id][: LIST_PAGE + 1]
+        if len(heads) <= LIST_PAGE:
+            query = JobQuery(
+                tasks_only=True, created_before=before, limit=LIST_PAGE + 1 - len(heads)
+            )
+            heads += (await self.manager.find(query))[0]
         more = len(heads) > LIST_PAGE
         heads = heads[:LIST_PAGE]
         views = []
@@ -251,7 +267,7 @@ class TaskBoard:
                 views.append(await self.view(head.task_id))
             except TaskNotFound:
                 continue  # removed since the query
-        return views, _encode_cursor(heads[-1].created_at) if more else None
+        return views, _encode_cursor(heads[-1]) if more else None
 
     def result(self, view: TaskView) -> dict[str, Any]:
         """The CallToolResult of the tool that was called, as its wire dict: its answer with
@@ -276,18 +292,23 @@ class TaskBoard:
         return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
-def _encode_cursor(moment: datetime) -> str:
-    return base64.urlsafe_b64encode(moment.isoformat().encode()).decode()
+def _encode_cursor(last: JobRecord) -> str:
+    return base64.urlsafe_b64encode(
+        f"{last.created_at.isoformat()} {last.job_id}".encode()
+    ).decode()
 
 
-def _decode_cursor(cursor: str) -> datetime:
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """(created_at, job_id) of the last task listed."""
+    invalid = MCPError(INVALID_PARAMS, f"invalid tasks/list cursor {cursor[:40]!r}")
     try:
-        moment = datetime.fromisoformat(base64.urlsafe_b64decode(cursor.encode()).decode())
+        moment, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().split(" ")
+        created = datetime.fromisoformat(moment)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise MCPError(INVALID_PARAMS, f"invalid tasks/list cursor {cursor[:40]!r}") from None
-    if moment.tzinfo is None:
-        raise MCPError(INVALID_PARAMS, f"invalid tasks/list cursor {cursor[:40]!r}")
-    return moment
+        raise invalid from None
+    if created.tzinfo is None or not re.fullmatch(JOB_ID_PATTERN, last_id):
+        raise invalid
+    return created, last_id
 
 
 # -- the protocol ------------------------------------------------------------------------------

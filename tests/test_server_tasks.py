@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from mcp_types import (
 )
 from pydantic import TypeAdapter
 
+from pow_mcp.server import tasks
 from pow_mcp.server.tasks import V2025, V2026, TaskView
 from pow_mcp.store import JobStatus
 from tests.mcp_helpers import call, connect, http_server, server_params
@@ -36,6 +37,7 @@ from tests.task_client import (
     task_get,
     task_update,
 )
+from tests.test_manager import manager
 
 LONG = {"prefix": "never-", "difficulty": 12}  # hours of hashing: still running when asked
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -150,6 +152,29 @@ async def test_2025_cancel_errors_and_plain_calls(tmp_path: Path) -> None:
         assert "job" not in plain or plain["job"] is None
         not_a_task = await rpc_error(client, "tasks/get", {"taskId": plain["job_id"]})
         assert not_a_task.error.code == INVALID_PARAMS
+
+
+async def test_tasks_created_in_the_same_microsecond_are_listed_once_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Instances that share a store can create tasks in the same microsecond: a page may end
+    # among them, and the next must go on after the last one listed, not skip the rest.
+    monkeypatch.setattr(tasks, "LIST_PAGE", 3)
+    same = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
+    tied = [make_record(created=same, job_id=f"pow_1_tie{n:06d}") for n in range(7)]
+    older = [make_record(created=same - timedelta(seconds=n + 1)) for n in range(2)]
+    async with manager(tmp_path) as m:
+        await m.store.create([r.model_copy(update={"task_id": r.job_id}) for r in [*tied, *older]])
+        board = tasks.TaskBoard(m)
+        listed: list[str] = []
+        views, cursor = await board.page(None)
+        listed += [v.task_id for v in views]
+        while cursor is not None:
+            views, cursor = await board.page(cursor)
+            assert views
+            listed += [v.task_id for v in views]
+    expected = sorted((r.job_id for r in tied), reverse=True) + [r.job_id for r in older]
+    assert listed == expected
 
 
 async def test_2025_tasks_list_pages_through_every_task_and_a_batch_is_one(
