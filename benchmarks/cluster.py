@@ -22,27 +22,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import datetime
-from pathlib import Path
 
 import anyio
 import psutil
 from distributed import Client as DaskClient
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters
+from mcp_server import hash_rate, run_job, server
 
 from pow_mcp.pow.bench import cpu_model
 from pow_mcp.pow.pool.dask import DaskPool
 from pow_mcp.pow.scheduler import SearchTask
 
-ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "5-42BUILD1000NONCE"
 
 
@@ -58,38 +53,13 @@ def tree_cpu_seconds() -> float:
 async def through_server(workers: int, hashes: int, cluster: str | None) -> tuple[float, float]:
     """One job run through the real server: (hashes per second, hashes per CPU-second of
     every pow-mcp process: server, scheduler, workers)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "POW_"))}
-    env["POW_WORKERS"] = str(workers)
-    if cluster:
-        env["POW_CLUSTER"] = cluster
+    env = {"POW_WORKERS": str(workers), **({"POW_CLUSTER": cluster} if cluster else {})}
     with tempfile.TemporaryDirectory() as data_dir:
-        params = StdioServerParameters(
-            command=sys.executable,
-            args=["-m", "pow_mcp.server.cli", "--data-dir", data_dir],
-            env=env,
-            cwd=ROOT,
-        )
-        async with Client(params, read_timeout_seconds=600) as client:
+        async with server(data_dir, **env) as client:
             cpu_before = tree_cpu_seconds()
-            started = await client.call_tool(
-                "start_proof_of_work",
-                {"prefix": PREFIX, "difficulty": 64, "max_iterations": hashes},
-            )
-            assert started.structured_content is not None, started
-            job_id = started.structured_content["job_id"]
-            while True:
-                done = await client.call_tool(
-                    "wait_for_job", {"job_id": job_id, "timeout_seconds": 300}
-                )
-                record = done.structured_content
-                assert record is not None
-                if not record["timed_out"]:
-                    break
+            record = await run_job(client, PREFIX, hashes)
             cpu = tree_cpu_seconds() - cpu_before
-    began = datetime.fromisoformat(record["started_at"])
-    ended = datetime.fromisoformat(record["completed_at"])
-    done = float(record["progress"]["hashes"])
-    return done / (ended - began).total_seconds(), done / cpu
+    return hash_rate(record), float(record["progress"]["hashes"]) / cpu
 
 
 def cpu_seconds(process: psutil.Process) -> float:

@@ -17,34 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@asynccontextmanager
-async def server(data_dir: Path, **env: str) -> AsyncIterator[Client]:
-    variables = {k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "POW_"))}
-    variables.update(env)
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "pow_mcp.server.cli", "--data-dir", str(data_dir)],
-        env=variables,
-        cwd=ROOT,
-    )
-    async with Client(params, read_timeout_seconds=600) as client:
-        yield client
+from mcp_server import server, server_pid
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
@@ -64,18 +45,6 @@ async def until_moving(client: Client, job_id: str, above: int = 0) -> int:
         if status == "running" and hashes > above:
             return hashes
         await anyio.sleep(0.002)
-
-
-def server_pid(data_dir: Path) -> int:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"pow_mcp.server.cli" in argv and str(data_dir).encode() in argv:
-                return int(entry.name)
-    raise RuntimeError("server not found")
 
 
 async def crash(workers: int) -> None:

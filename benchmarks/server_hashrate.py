@@ -8,46 +8,20 @@ about S seconds (max_iterations), and divides its hashes by its running time.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-from datetime import datetime
-from pathlib import Path
 
 import anyio
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters
+from mcp_server import hash_rate, run_job, server
 
 from pow_mcp.pow.bench import cpu_model, pool_rate
 from pow_mcp.pow.pool import default_workers
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 async def through_server(workers: int, hashes: int) -> float:
     with tempfile.TemporaryDirectory() as data_dir:
-        params = StdioServerParameters(
-            command=sys.executable,
-            args=["-m", "pow_mcp.server.cli", "--workers", str(workers), "--data-dir", data_dir],
-            cwd=ROOT,
-        )
-        async with Client(params, read_timeout_seconds=600) as client:
-            started = await client.call_tool(
-                "start_proof_of_work",
-                {"prefix": "5-42BUILD1000NONCE", "difficulty": 64, "max_iterations": hashes},
-            )
-            assert started.structured_content is not None
-            job_id = started.structured_content["job_id"]
-            while True:
-                done = await client.call_tool(
-                    "wait_for_job", {"job_id": job_id, "timeout_seconds": 300}
-                )
-                record = done.structured_content
-                assert record is not None
-                if not record["timed_out"]:
-                    break
-    began = datetime.fromisoformat(record["started_at"])
-    ended = datetime.fromisoformat(record["completed_at"])
-    return float(record["progress"]["hashes"]) / (ended - began).total_seconds()
+        async with server(data_dir, POW_WORKERS=str(workers)) as client:
+            record = await run_job(client, "5-42BUILD1000NONCE", hashes)
+    return hash_rate(record)
 
 
 def main() -> None:

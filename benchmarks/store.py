@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import random
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -34,16 +33,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import anyio
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters
+from mcp_server import server, server_pid
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from pow_mcp.store import JobQuery, JobStatus, StoreSettings, connect, new_instance_id  # noqa: E402
-from pow_mcp.store.jsonfile import JsonFileJobStore  # noqa: E402
-from pow_mcp.store.jsonfile.codec import encode_line, render  # noqa: E402
-from pow_mcp.store.record import JobRecord, JobResult, Progress, ProofOfWork, utc_now  # noqa: E402
+from pow_mcp.store import JobQuery, JobStatus, StoreSettings, connect, new_instance_id
+from pow_mcp.store.jsonfile import JsonFileJobStore
+from pow_mcp.store.jsonfile.codec import encode_line, render
+from pow_mcp.store.record import JobRecord, JobResult, Progress, ProofOfWork, utc_now
 
 SEED_BATCH = 2000
 
@@ -117,32 +112,13 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def server_pid(data_dir: Path) -> int:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"pow_mcp.server.cli" in argv and str(data_dir).encode() in argv:
-                return int(entry.name)
-    raise RuntimeError("server process not found")
-
-
 async def through_server(settings: StoreSettings, ids: list[str], calls: int) -> Figures:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "POW_"))}
-    env.update(POW_WORKERS="1", JOBS_RETENTION_SECONDS="1e9")
+    env = {"POW_WORKERS": "1", "JOBS_RETENTION_SECONDS": "1e9"}
     if settings.database_url:
         env["JOBS_DATABASE_URL"] = settings.database_url
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "pow_mcp.server.cli", "--data-dir", str(settings.data_dir)],
-        env=env,
-        cwd=ROOT,
-    )
     rng = random.Random(1)
     began = time.perf_counter()
-    async with Client(params, read_timeout_seconds=600) as client:
+    async with server(settings.data_dir, **env) as client:
         await client.list_tools()
         startup = time.perf_counter() - began
         calls_by_name = {
