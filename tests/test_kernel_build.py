@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_native_kernel import cpu_flags
+
 ROOT = Path(__file__).resolve().parent.parent
 C_DIR = ROOT / "pow" / "kernels" / "c"
 CORE = [str(C_DIR / "kat.c"), str(C_DIR / "sha256_search.c")]
@@ -28,17 +30,6 @@ def need(compiler: str) -> str:
     if path is None:
         pytest.skip(f"{compiler} is not installed (.ci/run installs it)")
     return path
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 @pytest.mark.parametrize("compiler", COMPILERS)
