@@ -124,9 +124,10 @@ async def migrate(settings: StoreSettings) -> tuple[str | None, str | None]:
 
 
 @asynccontextmanager
-async def open_store(settings: StoreSettings) -> AsyncIterator[JobStore]:
-    """The store for a server's lifetime, with its background work; closed on exit."""
-    store = await connect(settings)
+async def open_store(settings: StoreSettings, *, serving: bool = True) -> AsyncIterator[JobStore]:
+    """The store with its background work (watching other processes' changes; a server's
+    lease), closed on exit; `serving` as for `connect`."""
+    store = await connect(settings, serving=serving)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(store.run_background)

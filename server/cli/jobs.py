@@ -42,6 +42,7 @@ from pow_mcp.store import (
     JobStore,
     StoreError,
     connect,
+    open_store,
     utc_now,
 )
 from pow_mcp.store.api import MAX_PAGE
@@ -186,17 +187,13 @@ async def _opened(config: Config, *, watching: bool) -> AsyncIterator[JobStore]:
             "PERSIST_JOBS=false: jobs live only in the memory of the server that runs them, "
             "out of reach of the command line"
         )
+    if watching:
+        async with open_store(config.store, serving=False) as store:
+            yield store
+        return
     store = await connect(config.store, serving=False)
     try:
-        if not watching:
-            yield store
-            return
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(store.run_background)
-            try:
-                yield store
-            finally:
-                tg.cancel_scope.cancel()
+        yield store
     finally:
         await store.close()
 
