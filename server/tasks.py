@@ -171,7 +171,9 @@ class TaskBoard:
         self.manager = manager
 
     async def view(self, task_id: str) -> TaskView:
-        records = await self._records(task_id)
+        return self._view(task_id, await self._records(task_id))
+
+    def _view(self, task_id: str, records: list[JobRecord]) -> TaskView:
         return TaskView(task_id, records, self._ttl_ms(records), self._poll_ms(records))
 
     async def _records(self, task_id: str) -> list[JobRecord]:
@@ -263,6 +265,9 @@ class TaskBoard:
         views = []
         for head in heads:
             assert head.task_id is not None
+            if head.task_id == head.job_id:  # a one-job task: the head is all of it
+                views.append(self._view(head.task_id, [head]))
+                continue
             try:
                 views.append(await self.view(head.task_id))
             except TaskNotFound:
