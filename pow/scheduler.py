@@ -15,7 +15,7 @@ import collections
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
-from pow_mcp.pow.kernel import ChunkResult
+from pow_mcp.pow.kernels import ChunkResult
 from pow_mcp.pow.layout import LAYOUT_LATEST, check_layout, position_limit
 from pow_mcp.pow.scheme import validate_difficulty
 

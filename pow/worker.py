@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 
-from pow_mcp.pow.kernel import SearchKernel, get_kernel
+from pow_mcp.pow.kernels import SearchKernel, get_kernel
 from pow_mcp.pow.layout import LAYOUT_LATEST
 
 PARENT_CHECK_SECONDS = 0.5

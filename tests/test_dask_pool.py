@@ -20,7 +20,7 @@ import anyio
 import pytest
 from distributed import LocalCluster
 
-from pow_mcp.pow.kernel import available_kernels
+from pow_mcp.pow.kernels import available_kernels
 from pow_mcp.pow.pool.dask import ClusterError, DaskPool
 from pow_mcp.pow.scheduler import Checkpoint, Chunk, OutcomeKind, SearchTask
 from pow_mcp.pow.scheme import ActionType, structs_prefix

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pow_mcp.pow.kernel import ChunkResult, HashlibKernel, available_kernels, get_kernel
+from pow_mcp.pow.kernels import ChunkResult, HashlibKernel, available_kernels, get_kernel
 from pow_mcp.pow.layout import LAYOUT_LATEST, LAYOUT_PLAIN, segments
 from pow_mcp.pow.scheme import verify
 from tests.reference import ref_search

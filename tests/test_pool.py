@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pow_mcp.pow.kernel import available_kernels
+from pow_mcp.pow.kernels import available_kernels
 from pow_mcp.pow.pool import LocalPool
 from pow_mcp.pow.scheduler import Checkpoint, OutcomeKind, Progress, SearchTask
 from pow_mcp.pow.scheme import verify

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pow_mcp.pow.kernel import ChunkResult, HashlibKernel
+from pow_mcp.pow.kernels import ChunkResult, HashlibKernel
 from pow_mcp.pow.layout import LAYOUT_PLAIN
 from pow_mcp.pow.scheduler import (
     Best,

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from pow_mcp.pow.kernel import available_kernels
+from pow_mcp.pow.kernels import available_kernels
 from pow_mcp.server.config import ConfigError, load_config
 from pow_mcp.server.manager import open_cluster
 from tests.dask_helpers import dask_processes, free_port

@@ -66,7 +66,7 @@ import dask.config
 from dask.context import thread_state  # where the worker puts the running task's key
 from distributed import Client, Future, KilledWorker, LocalCluster, WorkerPlugin, get_worker
 
-from pow_mcp.pow.kernel import ChunkResult, SearchKernel, get_kernel
+from pow_mcp.pow.kernels import ChunkResult, SearchKernel, get_kernel
 from pow_mcp.pow.kernels.base import search_runs
 from pow_mcp.pow.layout import LAYOUTS
 from pow_mcp.pow.pool.base import (

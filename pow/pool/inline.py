@@ -10,7 +10,7 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 
-from pow_mcp.pow.kernel import HashlibKernel
+from pow_mcp.pow.kernels import HashlibKernel
 from pow_mcp.pow.pool.base import HashingPool, JobHandle, ProgressCallback
 from pow_mcp.pow.scheduler import Event, Outcome, Scheduler, SearchTask
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from pow_mcp.pow.kernel import ChunkResult, get_kernel
+from pow_mcp.pow.kernels import ChunkResult, get_kernel
 from pow_mcp.pow.pool.base import (
     EventQueue,
     HashingPool,
