@@ -82,19 +82,23 @@ test-arm64:
 	    $(QEMU_ARM64) -cpu neoverse-n1 build/arm64/kat-clang --require armv8-sha2; fi
 
 # The extension built with AddressSanitizer and UBSan in a copy of the tree, and the kernel
-# tests (every message length, every engine) run against it.
+# tests (every message length, every engine) run against it. PYTHONPATH puts a pow_mcp
+# folder whose pow/ is the sanitized copy ahead of the venv's editable install.
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 SAN_DIR := build/sanitize
 test-sanitize: $(VENV)/.stamp-dev
-	rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
-	cp -r pow tests setup.py pyproject.toml MANIFEST.in README.md $(SAN_DIR)/
+	rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)/site/pow_mcp
+	cp -r pow tests setup.py pyproject.toml MANIFEST.in README.md LICENSE $(SAN_DIR)/
+	ln -s ../../pow $(SAN_DIR)/site/pow_mcp/pow
+	ln -s ../../../../store $(SAN_DIR)/site/pow_mcp/store
+	ln -s ../../../../server $(SAN_DIR)/site/pow_mcp/server
 	find $(SAN_DIR) -name '*.so' -delete
 	cd $(SAN_DIR) && CC=gcc CFLAGS="$(SAN_FLAGS) -g" LDFLAGS="$(SAN_FLAGS)" \
 	    ../../$(BIN)/python setup.py -q build_ext --inplace 2>&1 | grep -v "^$$" || true
-	cd $(SAN_DIR) && export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	cd $(SAN_DIR) && export PYTHONPATH=site ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" && \
-	    ../../$(BIN)/python -c "from pow.kernels import native; \
+	    ../../$(BIN)/python -c "from pow_mcp.pow.kernels import native; \
 	        assert native._ext and '$(SAN_DIR)' in native._ext.__file__, native.missing_reason()" && \
 	    ../../$(BIN)/python -m pytest -q -p no:cacheprovider \
 	        tests/test_kernel.py tests/test_layout.py tests/test_native_kernel.py
