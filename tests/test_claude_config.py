@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,7 @@ def test_no_install_source_from_an_index_or_a_bad_file() -> None:
     assert install_source('{"archive_info": {}}') is None
 
 
-def test_uvx_is_written_as_uvx_from_its_source() -> None:
+def test_uvx_is_written_as_uvx_from_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
     """In an environment uvx made (in uv's cache), the entry runs uvx again, from where this
     copy was installed: the cached environment itself may be pruned at any time."""
     source = install_source()
@@ -232,6 +233,9 @@ def test_uvx_is_written_as_uvx_from_its_source() -> None:
     assert launch.args == ("--from", source, DISTRIBUTION)
 
     # uv but a lasting environment (`uv run` in a project, `uv tool install`): the script.
+    # An environment in the temporary directory counts as uvx --no-cache's, so keep this
+    # checkout's (which may be a clone in /tmp) out of it.
+    monkeypatch.setattr(tempfile, "tempdir", "/nowhere/tmp")
     lasting = launch_command({"UV": "/nowhere/uv", "UV_CACHE_DIR": "/nowhere/cache"})
     assert lasting == Launch(str(console_script()))
     assert launch_command({}) == Launch(str(console_script()))
