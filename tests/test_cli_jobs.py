@@ -1,5 +1,6 @@
 """`pow-mcp jobs` on every store, alone and beside a running server; `--version`; the
-progress display of `solve`; shell completion. Real subprocesses of `python -m server.cli`."""
+progress display of `solve`; shell completion. Real subprocesses of
+`python -m pow_mcp.server.cli`."""
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ import pytest
 from pow_mcp.store.jsonfile import locks
 from pow_mcp.store.jsonfile.locks import InstanceLock, flocked, owner_alive, sweep_dead_instances
 
-ROOT = Path(__file__).resolve().parent.parent
 LOCKERS = {"flock": False, "portalocker": True}
 
 
@@ -41,12 +40,10 @@ def can_lock(path: Path, *, exclusive: bool) -> bool:
 
 
 def test_pow_portable_selects_the_portable_locker() -> None:
-    code = "from store.jsonfile import locks; print(locks.locker.name)"
+    code = "from pow_mcp.store.jsonfile import locks; print(locks.locker.name)"
     for value, name in [("1", "portalocker"), ("0", "flock"), ("", "flock")]:
         env = {**os.environ, "POW_PORTABLE": value}
-        out = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
-        )
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         assert out.stdout.strip() == name, out.stderr
 
 
@@ -115,7 +112,7 @@ def hold_instance_lock(path: Path, portable: bool) -> subprocess.Popen[str]:
     """A process that takes the instance lock at `path`, says which locker it used, and
     holds the lock until it dies."""
     code = (
-        "import sys; from pathlib import Path; from store.jsonfile import locks\n"
+        "import sys; from pathlib import Path; from pow_mcp.store.jsonfile import locks\n"
         "locks.InstanceLock(Path(sys.argv[1])).acquire()\n"
         "print(locks.locker.name, flush=True)\n"
         "sys.stdin.read()\n"
@@ -123,7 +120,6 @@ def hold_instance_lock(path: Path, portable: bool) -> subprocess.Popen[str]:
     env = {**os.environ, "POW_PORTABLE": "1" if portable else "0"}
     return subprocess.Popen(
         [sys.executable, "-c", code, str(path)],
-        cwd=ROOT,
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

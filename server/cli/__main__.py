@@ -1,4 +1,4 @@
-"""`python -m server.cli`: the same as the `pow-mcp` command."""
+"""`python -m pow_mcp.server.cli`: the same as the `pow-mcp` command."""
 
 import sys
 

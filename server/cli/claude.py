@@ -207,7 +207,7 @@ def _uvx(uv: str) -> str:
 
 
 def console_script() -> Path:
-    """This environment's `pow-mcp` script, absolute (run as `python -m server.cli` too)."""
+    """This environment's `pow-mcp` script, absolute (run as `python -m pow_mcp.server.cli` too)."""
     name = "pow-mcp.exe" if sys.platform == "win32" else "pow-mcp"
     argv0 = Path(sys.argv[0])
     if argv0.name == name:
