@@ -24,9 +24,9 @@ instructions() {
 import sys
 sys.path.insert(0, 'benchmarks')
 import baseline
-from pow.bench import PREFIX_CLASSES
-from pow.kernels.native import CompiledKernel
-from pow.layout import LAYOUT_LATEST
+from pow_mcp.pow.bench import PREFIX_CLASSES
+from pow_mcp.pow.kernels.native import CompiledKernel
+from pow_mcp.pow.layout import LAYOUT_LATEST
 which, engine, label, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 prefix = PREFIX_CLASSES[label]
 if which == 'before':
@@ -38,7 +38,7 @@ else:
     rm -f "$out"
 }
 
-labels=$("$PY" -c "from pow.bench import PREFIX_CLASSES; print('\n'.join(PREFIX_CLASSES))")
+labels=$("$PY" -c "from pow_mcp.pow.bench import PREFIX_CLASSES; print('\n'.join(PREFIX_CLASSES))")
 printf '%-26s %-9s %10s %10s %8s\n' "prefix class" engine before now ratio
 while IFS= read -r label; do
     for engine in $engines; do

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/time_to_proof.py [--jobs N] [--sets N] [--seconds S] [--seed N]
 
-The hash rate is this machine's, measured with the real worker pool (pow.bench.pool_rate);
+The hash rate is this machine's, measured with the real worker pool (pow_mcp.pow.bench.pool_rate);
 the chain is simulated (BLOCK_TIME seconds a block) and so is the hashing: a hash has at
 least z leading hex zeros with chance 16**-z, so each block draws, from the exact
 distributions, whether and after how many hashes one meets the current difficulty, and
