@@ -130,8 +130,14 @@ def _http_server(mcp: MCPServer, config: Config) -> uvicorn.Server:
     )
 
 
-async def _stop_on_signal(manager: JobManager, http: uvicorn.Server | None) -> None:
+async def _stop_on_signal(
+    manager: JobManager,
+    http: uvicorn.Server | None,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
     with stop_signals() as signals:
+        task_status.started()
         async for signum in signals:
             log.info("received %s; shutting down", signal.Signals(signum).name)
             if http is None:
@@ -167,7 +173,9 @@ async def serve(config: Config) -> None:
         async with anyio.create_task_group() as tg:
             mcp = build_server(manager, tg)
             http = _http_server(mcp, config) if sock is not None else None
-            tg.start_soon(_stop_on_signal, manager, http)
+            # Handlers in place before the server says it serves: a stop signal sent as soon
+            # as it says so is a graceful stop, not the signal's default death.
+            await tg.start(_stop_on_signal, manager, http)
             if http is not None:
                 assert sock is not None
                 # The socket already listens, so clients may connect from this line on.

@@ -119,6 +119,25 @@ def test_a_stop_signal_stops_the_server_gracefully(
     assert "Traceback" not in text
 
 
+def test_a_stop_signal_as_soon_as_it_says_it_serves_is_graceful(tmp_path: Path) -> None:
+    """A supervisor may stop the server the moment it says it serves: the handlers must be in
+    place by then (they once came a moment later, and SIGTERM killed it outright)."""
+    port = free_port()
+    args = ["--data-dir", str(tmp_path), "--transport", "http", "--port", str(port)]
+    proc = start_server(ROOT, server_env(tmp_path), *args)
+    err = Stderr(proc)
+    try:
+        assert err.wait_for("serving MCP over Streamable HTTP", 60), err.text
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.rest()
+    assert "pow-mcp stopped" in err.rest()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
