@@ -238,7 +238,7 @@ class Scheduler:
         job.last_served = self._tick
         if job.started is None:
             job.started = now
-            job.samples.append((now, 0))
+            job.samples.append((now, job.hashes))  # a resumed job's earlier hashes are not new
         if job.retry:
             start, count = job.retry.pop(0)
             if count > size:  # a big pending range goes out in pieces of the usual size

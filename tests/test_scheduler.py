@@ -101,6 +101,20 @@ def test_a_resumed_search_hashes_the_pending_ranges_then_goes_on() -> None:
     assert "j" not in s  # exhausted: 20 before + 50 now = all 70 positions once
 
 
+def test_a_resumed_job_s_rate_counts_only_its_new_hashes() -> None:
+    """After a pause, the hashes done before it are not new work: 1,000 hashes in 2 s after
+    resuming a job that had 10 million is a rate of 500/s (it once read 5 million/s)."""
+    s = Scheduler()
+    s.add("j", SearchTask("abc-", 64, hashes=10_000_000))
+    chunk = s.next_chunk(1_000, 10.0)
+    assert chunk is not None
+    s.chunk_done(chunk, miss(chunk), 12.0)
+    progress = s.progress("j")
+    assert progress is not None
+    assert progress.hashes == 10_001_000
+    assert progress.hashrate == pytest.approx(500.0)
+
+
 def test_stop_waits_for_the_chunks_out_and_keeps_the_best() -> None:
     s = Scheduler()
     best = Best(2, 7, "00ab" + "f" * 60)
