@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 KERNEL_C := $(wildcard pow/kernels/c/*.c pow/kernels/c/*.h)
 KERNEL_CORE := pow/kernels/c/sha256_search.c pow/kernels/c/kat.c
 
-.PHONY: run test lint bench test-lowest test-portable test-arm64 test-sanitize clean
+.PHONY: run test lint bench ui ui-check bench-views test-lowest test-portable test-arm64 test-sanitize clean
 
 # Stamps re-run the install whenever the project definition or the kernel's C code changes.
 $(VENV)/.stamp-run: pyproject.toml setup.py $(KERNEL_C)
@@ -59,6 +59,19 @@ test-portable: $(VENV)/.stamp-dev
 
 bench: $(VENV)/.stamp-run
 	$(BIN)/python benchmarks/hashrate.py
+
+bench-views: $(VENV)/.stamp-dev
+	$(BIN)/python benchmarks/views.py
+
+# The job view (ui/, TypeScript) built into server/ui/ (the MCP App and the browser pages)
+# and tests/browser/host.html. The built files are committed, so `make run` and `make test`
+# need no Node.js; this needs Node.js 20+ and npm, and fetches the pinned packages.
+ui:
+	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+# A rebuild gives exactly the committed files (CI runs it).
+ui-check: ui
+	git diff --exit-code --stat -- server/ui tests/browser
 
 # The kernel's known-answer driver cross-compiled for arm64 (with gcc, and with clang when
 # there is one) and run under qemu: the ARMv8 SHA-2 engine and the portable one against a

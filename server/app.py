@@ -26,6 +26,7 @@ from pow_mcp.server.signals import stop_signals
 from pow_mcp.server.stdio import serve_stdio
 from pow_mcp.server.tasks import TaskBoard, TasksProtocol
 from pow_mcp.server.tools import build_tools
+from pow_mcp.server.view import add_pages, is_page, job_view_extension, view_middleware
 
 log = logging.getLogger("pow-mcp")
 
@@ -59,11 +60,12 @@ def build_server(manager: JobManager, task_group: TaskGroup) -> MCPServer:
         instructions=INSTRUCTIONS,
         version=_version(),
         tools=build_tools(manager),
-        extensions=[tasks],
+        extensions=[tasks, job_view_extension()],
         subscriptions=bus,
-        middleware=[_with_caller, tasks.middleware, ResourceWire(feed)],
+        middleware=[_with_caller, tasks.middleware, view_middleware, ResourceWire(feed)],
     )
     resources.register(mcp, manager, feed)
+    add_pages(mcp)
     task_group.start_soon(feed.run, name="job notifications")
     return mcp
 
@@ -110,7 +112,9 @@ def listen(host: str, port: int) -> socket.socket:
 def _http_server(mcp: MCPServer, config: Config) -> uvicorn.Server:
     security = transport_security(config.host, config.port, config.allowed_hosts)
     tokens = config.tokens()
-    app = HttpGate(mcp.streamable_http_app(transport_security=security, host=config.host), tokens)
+    app = HttpGate(
+        mcp.streamable_http_app(transport_security=security, host=config.host), tokens, is_page
+    )
     if tokens is None and not is_loopback(config.host):
         log.warning(
             "--insecure-no-auth: serving %s:%d WITHOUT authentication; anyone who can reach it "
@@ -179,9 +183,9 @@ async def serve(config: Config) -> None:
             if http is not None:
                 assert sock is not None
                 # The socket already listens, so clients may connect from this line on.
-                log.info(
-                    "serving MCP over Streamable HTTP at http://%s:%d/mcp", *sock.getsockname()[:2]
-                )
+                host, port = sock.getsockname()[:2]
+                log.info("serving MCP over Streamable HTTP at http://%s:%d/mcp", host, port)
+                log.info("job pages at http://%s:%d/jobs", host, port)
                 await http.serve(sockets=[sock])
             else:
                 await serve_stdio(mcp)

@@ -134,6 +134,10 @@ def own_names(host: str) -> set[str]:
     return {n for n in names if n}
 
 
+def _nothing(method: str, path: str) -> bool:
+    return False
+
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -143,11 +147,15 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 class HttpGate:
     """ASGI middleware in front of the MCP app: bodies over MAX_BODY get 413, requests
     without a valid bearer token (when tokens are set) get 401; the caller goes into the
-    request's scope, where the MCP layer picks it up."""
+    request's scope, where the MCP layer picks it up. `public(method, path)` names the
+    requests that carry no data (the job pages) and need no token."""
 
-    def __init__(self, app: App, tokens: Tokens | None) -> None:
+    def __init__(
+        self, app: App, tokens: Tokens | None, public: Callable[[str, str], bool] = _nothing
+    ) -> None:
         self.app = app
         self.tokens = tokens
+        self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -159,7 +167,7 @@ class HttpGate:
             await _reply(send, 413, "request body over 1 MiB")
             return
         caller = ANONYMOUS
-        if self.tokens is not None:
+        if self.tokens is not None and not self.public(scope["method"], scope["path"]):
             scheme, _, presented = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not presented.strip():
                 await _reply(send, 401, "a bearer token is required", 'Bearer realm="pow-mcp"')

@@ -535,14 +535,19 @@ def _store_errors() -> Iterator[None]:
 
 def _advertise_2025(result: dict[str, Any]) -> None:
     capabilities = result.setdefault("capabilities", {})
-    capabilities.pop("extensions", None)  # 2025's tasks are core, not an extension
+    _drop_extension(capabilities)  # 2025's tasks are core, not an extension
     if result.get("protocolVersion") == V2025:
         capabilities["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
 
 
 def _advertise_2026(result: dict[str, Any], declared: bool) -> None:
-    extensions = result.get("capabilities", {}).get("extensions")
-    if isinstance(extensions, dict) and not declared:
-        extensions.pop(EXTENSION, None)  # advertised only to clients that declare it
+    if not declared:
+        _drop_extension(result.get("capabilities", {}))  # only to clients that declare it
+
+
+def _drop_extension(capabilities: dict[str, Any]) -> None:
+    extensions = capabilities.get("extensions")
+    if isinstance(extensions, dict):
+        extensions.pop(EXTENSION, None)
         if not extensions:
-            del result["capabilities"]["extensions"]
+            del capabilities["extensions"]
