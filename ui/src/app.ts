@@ -14,9 +14,11 @@ import "./style.css";
 
 const root = document.getElementById("root")!;
 const app = new App({ name: "pow-mcp job view", version: "1" }, {}, { autoResize: true });
-const view = new JobView(root, {
-  callTool: (name, args) => app.callServerTool({ name, arguments: args }),
-});
+const view = new JobView(
+  root,
+  { callTool: (name, args) => app.callServerTool({ name, arguments: args }) },
+  (error) => view.say(`The host could not reach pow-mcp (${String(error)}); trying again…`),
+);
 view.say("Waiting for the job…");
 
 function applyContext(context: McpUiHostContext | undefined): void {

@@ -30,6 +30,7 @@ export interface Host {
 export const REFRESH_MS = 1000; // at most once a second
 const ADVANCE_LIMIT_MS = 15_000; // a count advanced locally stops this long after the last look
 const END_WAIT_SECONDS = 25; // each wait_for_job the view keeps open; under hosts' call timeouts
+const TROUBLE_RETRY_MS = 2000; // after a call failed: soon, to pick up a restarted server
 
 const ACTION_TOOLS = { pause: "pause_job", resume: "resume_job", cancel: "cancel_job" } as const;
 type Action = keyof typeof ACTION_TOOLS;
@@ -476,7 +477,7 @@ export class JobView {
       subject.kind === "job"
         ? await this.fetch("query_proof_of_work_status", { job_id: subject.jobId })
         : await this.fetch("wait_for_jobs", { job_ids: subject.jobIds, timeout_seconds: 0 });
-    if (jobs === null) return REFRESH_MS;
+    if (jobs === null) return TROUBLE_RETRY_MS;
     this.render(jobs);
     const delays = jobs.map(refreshDelay).filter((d): d is number => d !== null);
     return delays.length ? Math.min(...delays) : null;
@@ -488,7 +489,7 @@ export class JobView {
     if (subject === null) return null;
     if (subject.kind === "job") {
       const ended = await this.fetch("wait_for_job", { job_id: subject.jobId, timeout_seconds: END_WAIT_SECONDS });
-      if (ended === null) return 10 * REFRESH_MS;
+      if (ended === null) return 5 * TROUBLE_RETRY_MS;
       this.render(ended);
       return isTerminal(ended[0]!.status) ? null : 0;
     }
@@ -496,7 +497,7 @@ export class JobView {
     const open = known.length ? known.filter((j) => !isTerminal(j.status)).map((j) => j.job_id) : subject.jobIds;
     if (open.length === 0) return null;
     const ended = await this.fetch("wait_for_jobs", { job_ids: open, mode: "any", timeout_seconds: END_WAIT_SECONDS });
-    if (ended === null) return 10 * REFRESH_MS;
+    if (ended === null) return 5 * TROUBLE_RETRY_MS;
     this.looks.start(); // one look at the whole batch, with the job that ended
     return 0;
   }
