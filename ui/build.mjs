@@ -21,8 +21,17 @@ const NOTICE = `<!-- Built from ui/ by \`make ui\`. It bundles third-party code:
 
 const targets = [
   { entry: "src/app.ts", template: "src/app.html", out: join(packaged, "job-view.html") },
-  { entry: "src/page.ts", template: "src/page.html", out: join(packaged, "jobs-page.html"), csp: true },
-  { entry: "test-host/host.ts", template: "test-host/host.html", out: join(repo, "tests", "browser", "host.html") },
+  {
+    entry: "src/page.ts",
+    template: "src/page.html",
+    out: join(packaged, "jobs-page.html"),
+    csp: true,
+  },
+  {
+    entry: "test-host/host.ts",
+    template: "test-host/host.html",
+    out: join(repo, "tests", "browser", "host.html"),
+  },
 ];
 
 // zod exports all its ~50 message locales through one namespace, which no bundler can trim;
@@ -79,7 +88,9 @@ function page(target, { js, css }) {
   // Replaced by functions: a replacement string would read "$&" and "$'" in the code as patterns.
   return template
     .replace("<!-- NOTICE -->", () => NOTICE)
-    .replace("<!-- CSP -->", () => (target.csp ? `<meta http-equiv="Content-Security-Policy" content="${csp}">` : ""))
+    .replace("<!-- CSP -->", () =>
+      target.csp ? `<meta http-equiv="Content-Security-Policy" content="${csp}">` : "",
+    )
     .replace("<!-- STYLE -->", () => (css ? `<style>${css}</style>` : ""))
     .replace("<!-- SCRIPT -->", () => `<script type="module">${js}</script>`);
 }
@@ -95,8 +106,12 @@ function licences(inputs) {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, dir]) => {
       const meta = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
-      const file = ["LICENSE", "LICENSE.md", "LICENSE.txt", "license"].map((f) => join(dir, f)).find(existsSync);
-      const text = file ? readFileSync(file, "utf8").trim() : `(no licence file; package.json says ${meta.license})`;
+      const file = ["LICENSE", "LICENSE.md", "LICENSE.txt", "license"]
+        .map((f) => join(dir, f))
+        .find(existsSync);
+      const text = file
+        ? readFileSync(file, "utf8").trim()
+        : `(no licence file; package.json says ${meta.license})`;
       return `## ${name} ${meta.version}\n\nLicence: ${meta.license}\n\n\`\`\`text\n${text}\n\`\`\`\n`;
     });
   return (

@@ -32,7 +32,8 @@ app.ontoolinput = ({ arguments: args }) => {
   view.say(typeof jobId === "string" ? `Loading job ${jobId}…` : "Starting…");
 };
 app.ontoolresult = (result) => view.showResult(result);
-app.ontoolcancelled = ({ reason }) => view.say(`The call was cancelled${reason ? `: ${reason}` : ""}.`);
+app.ontoolcancelled = ({ reason }) =>
+  view.say(`The call was cancelled${reason ? `: ${reason}` : ""}.`);
 app.onhostcontextchanged = applyContext;
 app.onteardown = async () => ({});
 

@@ -73,10 +73,23 @@ export function drawCurve(plan: AgePlan, targetZeros: number | null, width: numb
     "data-to": to,
     "aria-label": `Required leading zeros from block ${from} to block ${to}`,
   });
-  svg.append(el("line", { class: "axis", x1: PAD.left, y1: y(bottom), x2: WIDTH - PAD.right, y2: y(bottom) }));
+  svg.append(
+    el("line", {
+      class: "axis",
+      x1: PAD.left,
+      y1: y(bottom),
+      x2: WIDTH - PAD.right,
+      y2: y(bottom),
+    }),
+  );
   svg.append(el("line", { class: "axis", x1: PAD.left, y1: PAD.top, x2: PAD.left, y2: y(bottom) }));
   for (const zeros of [top, bottom]) {
-    const tick = el("text", { class: "tick", x: PAD.left - 4, y: y(zeros) + 4, "text-anchor": "end" });
+    const tick = el("text", {
+      class: "tick",
+      x: PAD.left - 4,
+      y: y(zeros) + 4,
+      "text-anchor": "end",
+    });
     tick.textContent = String(zeros);
     svg.append(tick);
   }
@@ -108,7 +121,15 @@ export function drawCurve(plan: AgePlan, targetZeros: number | null, width: numb
     .forEach((m, i) => {
       const at = x(m.block);
       svg.append(
-        el("line", { class: `marker ${m.key}`, "data-marker": m.key, "data-block": m.block, x1: at, x2: at, y1: PAD.top, y2: y(bottom) }),
+        el("line", {
+          class: `marker ${m.key}`,
+          "data-marker": m.key,
+          "data-block": m.block,
+          x1: at,
+          x2: at,
+          y1: PAD.top,
+          y2: y(bottom),
+        }),
       );
       const left = at > WIDTH * 0.7; // labels near the right edge go on the line's left
       const label = el("text", {

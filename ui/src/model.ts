@@ -1,13 +1,7 @@
 // What the view knows of a job: the record the tools return, and numbers derived from it.
 
 export type Status =
-  | "queued"
-  | "waiting"
-  | "running"
-  | "paused"
-  | "completed"
-  | "failed"
-  | "cancelled";
+  "queued" | "waiting" | "running" | "paused" | "completed" | "failed" | "cancelled";
 
 export interface Proof {
   hash?: string | null;

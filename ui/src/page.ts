@@ -6,7 +6,8 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 
 import * as fmt from "./format";
 import type { Status } from "./model";
-import { JobView, Refresher, textOf, type Host, type ToolResult } from "./view";
+import { Refresher } from "./refresher";
+import { JobView, textOf, type Host, type ToolResult } from "./view";
 import "./style.css";
 
 const TOKEN_KEY = "pow-mcp-token";
@@ -159,7 +160,9 @@ class JobsList {
     }
     const page = result.structuredContent as { jobs: Summary[]; total: number };
     this.summary.textContent =
-      page.total === 0 ? "No jobs yet." : `${page.total} job${page.total === 1 ? "" : "s"}, newest first.`;
+      page.total === 0
+        ? "No jobs yet."
+        : `${page.total} job${page.total === 1 ? "" : "s"}, newest first.`;
     this.body.replaceChildren(...page.jobs.map((job) => row(job)));
     return LIST_REFRESH_MS;
   }

@@ -27,28 +27,50 @@ const state = document.getElementById("state")!;
 async function connect(token: string | null, withUi: boolean): Promise<Client> {
   const extensions: Record<string, { mimeTypes: string[] }> = {};
   if (withUi) extensions[UI_EXTENSION] = { mimeTypes: [RESOURCE_MIME_TYPE] };
-  const next = new Client({ name: "pow-mcp test host", version: "1" }, { capabilities: { extensions } });
+  const next = new Client(
+    { name: "pow-mcp test host", version: "1" },
+    { capabilities: { extensions } },
+  );
   const headers: Record<string, string> = token ? { Authorization: `Bearer ${token}` } : {};
-  await next.connect(new StreamableHTTPClientTransport(new URL("/mcp", location.origin), { requestInit: { headers } }));
+  await next.connect(
+    new StreamableHTTPClientTransport(new URL("/mcp", location.origin), {
+      requestInit: { headers },
+    }),
+  );
   client = next;
   return next;
 }
 
 async function uiResource(c: Client, uri: string): Promise<{ html: string; csp: unknown }> {
   const { contents } = await c.readResource({ uri });
-  const content = contents[0] as { mimeType?: string; text?: string; _meta?: { ui?: { csp?: unknown } } };
-  if (contents.length !== 1 || content.mimeType !== RESOURCE_MIME_TYPE || typeof content.text !== "string") {
+  const content = contents[0] as {
+    mimeType?: string;
+    text?: string;
+    _meta?: { ui?: { csp?: unknown } };
+  };
+  if (
+    contents.length !== 1 ||
+    content.mimeType !== RESOURCE_MIME_TYPE ||
+    typeof content.text !== "string"
+  ) {
     throw new Error(`unexpected UI resource ${uri}: ${JSON.stringify(contents).slice(0, 200)}`);
   }
   return { html: content.text, csp: content._meta?.ui?.csp ?? null };
 }
 
 function withCsp(html: string): string {
-  return html.replace(/<head>/i, `<head><meta http-equiv="Content-Security-Policy" content="${FRAME_CSP}">`);
+  return html.replace(
+    /<head>/i,
+    `<head><meta http-equiv="Content-Security-Policy" content="${FRAME_CSP}">`,
+  );
 }
 
 /** Call `tool` as a model would and show its UI, as a host does; resolves once shown. */
-async function show(tool: string, args: Record<string, unknown>, theme: "light" | "dark"): Promise<Shown> {
+async function show(
+  tool: string,
+  args: Record<string, unknown>,
+  theme: "light" | "dark",
+): Promise<Shown> {
   const c = client!;
   const { tools } = await c.listTools();
   const found = tools.find((t) => t.name === tool);
