@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -32,6 +33,7 @@ log = logging.getLogger("pow-mcp")
 
 HTTP_MAX_CONNECTIONS = 200
 HTTP_KEEP_ALIVE_SECONDS = 5
+HTTP_GRACEFUL_STOP_SECONDS = 5
 
 INSTRUCTIONS = """\
 Finds SHA-256 proofs of work in the background. Start a job with start_proof_of_work (a
@@ -130,37 +132,52 @@ def _http_server(mcp: MCPServer, config: Config) -> uvicorn.Server:
             # process's file descriptors (those beyond the limit get 503 at once).
             limit_concurrency=HTTP_MAX_CONNECTIONS,
             timeout_keep_alive=HTTP_KEEP_ALIVE_SECONDS,
+            # A request still running this long after a stop signal is cancelled.
+            timeout_graceful_shutdown=HTTP_GRACEFUL_STOP_SECONDS,
         )
     )
 
 
 async def _stop_on_signal(
-    manager: JobManager,
-    http: uvicorn.Server | None,
-    *,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    signals: AsyncIterator[int], manager: JobManager, http: uvicorn.Server | None
 ) -> None:
-    with stop_signals() as signals:
-        task_status.started()
-        async for signum in signals:
-            log.info("received %s; shutting down", signal.Signals(signum).name)
-            if http is None:
-                # The SDK reads stdin in a thread that no cancellation interrupts, so the
-                # transport would only end when the client closes stdin. Finish the graceful
-                # part here (jobs recorded, file flushed, workers joined), then leave.
-                await manager.shutdown()
-                await manager.store.close()
-                await manager.pool.aclose()
-                log.info("pow-mcp stopped")
-                logging.shutdown()
-                os._exit(0)
-            http.should_exit = True  # uvicorn closes its connections and returns from serve
-            return
+    stopping = False
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if stopping:
+            log.info("received %s; already stopping", name)  # a second signal changes nothing
+            continue
+        stopping = True
+        log.info("received %s; shutting down", name)
+        if http is None:
+            # The SDK reads stdin in a thread that no cancellation interrupts, so the
+            # transport would only end when the client closes stdin. Finish the graceful
+            # part here (jobs recorded, file flushed, workers joined), then leave.
+            await manager.shutdown()
+            await manager.store.close()
+            await manager.pool.aclose()
+            log.info("pow-mcp stopped")
+            logging.shutdown()
+            os._exit(0)
+        # Waiting calls answer at once, so the open connections close and uvicorn returns
+        # from serve without waiting out their timeouts.
+        manager.begin_stop()
+        http.should_exit = True
 
 
 async def serve(config: Config) -> None:
-    """Run until the transport ends (stdin closed) or SIGTERM/SIGINT; then stop cleanly."""
+    """Run until the transport ends (stdin closed) or SIGTERM/SIGINT; then stop cleanly.
+
+    The stop signals are ours from before the store opens until the end: one sent while the
+    server starts stops it once it has started, and more sent while it stops change nothing.
+    """
     sock = listen(config.host, config.port) if config.transport == "http" else None
+    with stop_signals() as signals:
+        await _serve(config, sock, signals)
+    log.info("pow-mcp stopped")
+
+
+async def _serve(config: Config, sock: socket.socket | None, signals: AsyncIterator[int]) -> None:
     async with open_manager(config) as manager:
         storage = config.store.describe()
         if config.cluster is not None:
@@ -177,9 +194,7 @@ async def serve(config: Config) -> None:
         async with anyio.create_task_group() as tg:
             mcp = build_server(manager, tg)
             http = _http_server(mcp, config) if sock is not None else None
-            # Handlers in place before the server says it serves: a stop signal sent as soon
-            # as it says so is a graceful stop, not the signal's default death.
-            await tg.start(_stop_on_signal, manager, http)
+            tg.start_soon(_stop_on_signal, signals, manager, http)
             if http is not None:
                 assert sock is not None
                 # The socket already listens, so clients may connect from this line on.
@@ -190,4 +205,3 @@ async def serve(config: Config) -> None:
             else:
                 await serve_stdio(mcp)
             tg.cancel_scope.cancel()
-    log.info("pow-mcp stopped")

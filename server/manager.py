@@ -90,6 +90,7 @@ class JobManager:
         )
         self._tg = task_group
         self._closing = False
+        self._stopping = anyio.Event()  # the server was told to stop: waits answer at once
 
     async def run_background(self) -> None:
         """The dispatcher, the progress writer and recovery; run it in a task group."""
@@ -315,14 +316,15 @@ class JobManager:
         record = await self.get(job_id)
         last_report = 0.0
         with anyio.move_on_after(seconds):
-            while not record.is_terminal:
+            while not record.is_terminal and not self.stopping:
                 now = time.monotonic()
                 if report is not None and now - last_report >= PROGRESS_REPORT_SECONDS:
                     last_report = now
                     await report(record)
                 await self.next_change([job_id])
                 record = await self.get(job_id)
-            return record, False
+            if record.is_terminal:
+                return record, False
         return await self.get(job_id), True
 
     async def wait_many(
@@ -348,15 +350,28 @@ class JobManager:
                     await report(done, len(records))
                 if done == len(records) or (any_done and done):
                     return records, False
+                if self.stopping:
+                    break
                 await self.next_change(job_ids)
                 records = [await self.get(job_id) for job_id in job_ids]
         return [await self.get(job_id) for job_id in job_ids], True
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def begin_stop(self) -> None:
+        """The server is stopping: every wait answers now (timed out, with the record as it
+        is), so no client's wait holds the stop up for the rest of its timeout."""
+        self._stopping.set()
+
     async def next_change(self, job_ids: Sequence[str]) -> None:
-        """Return when one of these jobs may have changed (here or in another process)."""
+        """Return when one of these jobs may have changed (here or in another process), or
+        the server is stopping."""
         waits: list[Callable[[], Awaitable[object]]] = [
             self.store.wait_for_change,
             self._changed.wait,
+            self._stopping.wait,
         ]
         for job_id in job_ids:
             live = self.dispatcher.live.get(job_id)
@@ -475,6 +490,7 @@ class JobManager:
         if self._closing:
             return
         self._closing = True
+        self.begin_stop()
         self.runner.closing = True
         await self.dispatcher.stop_all(StopReason.SHUTDOWN)
         with contextlib.suppress(StoreError):

@@ -74,6 +74,10 @@ class TaskNotFound(LookupError):
     pass
 
 
+class ServerStopping(RuntimeError):
+    """A task's result was asked for while the server stops: ask again once it is back."""
+
+
 # -- a task, read from the store --------------------------------------------------------------
 
 
@@ -223,11 +227,13 @@ class TaskBoard:
         return min(limits) if limits else None
 
     async def wait(self, task_id: str) -> TaskView:
-        """The task once it has ended, however long that takes."""
+        """The task once it has ended, however long that takes (unless the server stops)."""
         while True:
             view = await self.view(task_id)
             if view.terminal:
                 return view
+            if self.manager.stopping:
+                raise ServerStopping(task_id)
             unfinished = [r.job_id for r in view.records if not r.is_terminal]
             await self.manager.wait_many(unfinished, any_done=False, seconds=300)
 
@@ -529,6 +535,12 @@ def _store_errors() -> Iterator[None]:
         yield
     except TaskNotFound as exc:
         raise _not_found(str(exc)) from None
+    except ServerStopping as exc:
+        raise MCPError(
+            INTERNAL_ERROR,
+            f"the server is stopping before task {exc} ended; ask for its result again once "
+            "the server is back (the task lives in the job store)",
+        ) from None
     except StoreError as exc:
         raise MCPError(INTERNAL_ERROR, f"the job store failed: {exc}") from None
 

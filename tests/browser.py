@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.mcp_helpers import ROOT, free_port, server_env
+from tests.mcp_helpers import ROOT
 
 ARTIFACTS = ROOT / "build" / "screenshots"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -59,62 +54,6 @@ def require_browser() -> tuple[Any, str]:
         pytest.skip(f"browser tests skipped: {missing}")
     assert path is not None
     return sync_playwright, path
-
-
-class LiveServer:
-    """`pow-mcp --transport http` on a fixed port, which can be killed and started again on
-    the same port and data directory (as a person restarts a server)."""
-
-    def __init__(self, data_dir: Path, *args: str, **env: str) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.args = args
-        self.env = env
-        self.proc: subprocess.Popen[str] | None = None
-        self.log: list[str] = []
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "pow_mcp.server.cli", "--transport", "http"]
-        command += ["--port", str(self.port), "--data-dir", str(self.data_dir), *self.args]
-        self.proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=server_env(self.data_dir, **self.env),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:  # it says so once it listens
-            self.log.append(line)
-            if "Streamable HTTP" in line:
-                break
-        else:
-            raise AssertionError(f"server exited before serving:\n{''.join(self.log)}")
-        threading.Thread(target=self.log.extend, args=(self.proc.stderr,), daemon=True).start()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            assert self.proc.wait(timeout=15) == 0, "".join(self.log[-20:])
-        assert not any("Traceback" in line for line in self.log), "".join(self.log)
-
-
-def live_server(data_dir: Path, *args: str, **env: str) -> Iterator[LiveServer]:
-    server = LiveServer(data_dir, *args, **env)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def screenshot(page: Any, name: str) -> Path:

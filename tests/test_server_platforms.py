@@ -121,7 +121,8 @@ def test_a_stop_signal_stops_the_server_gracefully(
 
 def test_a_stop_signal_as_soon_as_it_says_it_serves_is_graceful(tmp_path: Path) -> None:
     """A supervisor may stop the server the moment it says it serves: the handlers must be in
-    place by then (they once came a moment later, and SIGTERM killed it outright)."""
+    place by then (they once came a moment later, and SIGTERM killed it outright). A second
+    SIGTERM while it stops changes nothing (it once killed it: the handlers were gone)."""
     port = free_port()
     args = ["--data-dir", str(tmp_path), "--transport", "http", "--port", str(port)]
     proc = start_server(ROOT, server_env(tmp_path), *args)
@@ -129,13 +130,16 @@ def test_a_stop_signal_as_soon_as_it_says_it_serves_is_graceful(tmp_path: Path) 
     try:
         assert err.wait_for("serving MCP over Streamable HTTP", 60), err.text
         proc.send_signal(signal.SIGTERM)
+        assert err.wait_for("shutting down", 30), err.text
+        proc.send_signal(signal.SIGTERM)  # impatient: a second one while it stops
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err.rest()
-    assert "pow-mcp stopped" in err.rest()
+    text = err.rest()
+    assert proc.returncode == 0, text
+    assert "pow-mcp stopped" in text
 
 
 def free_port() -> int:
