@@ -5,7 +5,6 @@ Screenshots land in build/screenshots."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 from collections.abc import Iterator
@@ -19,8 +18,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.browser import CHROMIUM_ARGS, ROOT, LiveServer, require_browser, screenshot
-from tests.mcp_helpers import call, jobs_file
+from tests.browser import CHROMIUM_ARGS, ROOT, require_browser, screenshot
+from tests.mcp_helpers import LiveServer, call, jobs_file
 
 TOKEN = "browser-token-0123456789"
 ALICE, BOB = "alice-token-0123456789", "bob-token-0123456789ab"
@@ -62,14 +61,8 @@ def page(browser: Any) -> Iterator[Any]:
     assert errors == [], errors
 
 
-@contextlib.contextmanager
-def serving(tmp_path: Path, *args: str, **env: str) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path / "data", *args, **env)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def serving(tmp_path: Path, *args: str, **env: str) -> LiveServer:
+    return LiveServer(tmp_path / "data", *args, **env)
 
 
 def mcp(server: LiveServer, token: str | None, tool: str, **arguments: Any) -> dict[str, Any]:
@@ -151,13 +144,15 @@ def check_curve(view: Any) -> dict[str, int]:
 
 
 def check_plan(page: Any, view: Any) -> None:
-    """A waiting age-based job: its curve marks the block now, the planned start, and the
-    median and 95 % blocks of a valid proof, in that order."""
-    badge(page, ("waiting",), view)
+    """A planned age-based job: its curve marks the block now, the planned start, and the
+    median and 95 % blocks of a valid proof, in that order. (It waits for its start block,
+    or, where the pool measures slow, as under a heavy load, hashes from now on.)"""
+    badge(page, ("waiting", "running"), view)
     view.locator("[data-testid=curve] [data-marker=p95]").wait_for(state="attached")
     markers = check_curve(view)
     assert PLANNED["current_block_height"] <= markers["now"]
-    assert markers["now"] <= markers["start"] <= markers["median"] <= markers["p95"]
+    assert markers["now"] <= markers["median"] <= markers["p95"]
+    assert markers.get("start", markers["now"]) <= markers["median"]
     assert "valid" not in markers
 
 
@@ -415,7 +410,7 @@ def test_the_app_follows_the_hosts_theme_and_width(tmp_path: Path, page: Any, th
     with serving(tmp_path, POW_MCP_TOKEN=TOKEN, **FAST_BLOCKS) as server:
         open_host(page, server, TOKEN, theme)
         view = show(page, "start_proof_of_work", PLANNED, theme)
-        badge(page, ("waiting",), view)
+        badge(page, ("waiting", "running"), view)
         view.locator("[data-testid=curve]").wait_for()
         colours = view.locator("body").evaluate(
             "b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]"
