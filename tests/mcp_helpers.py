@@ -120,6 +120,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`pow-mcp ARGS` run to its end (a start that must be refused, say), its output kept."""
+    return subprocess.run(
+        [sys.executable, "-m", "pow_mcp.server.cli", *args],
+        cwd=ROOT,
+        env=server_env(data_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @contextlib.contextmanager
 def http_server(
     data_dir: Path, *args: str, port: int | None = None, log: list[str] | None = None, **env: str

@@ -5,8 +5,6 @@ included."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 
-from tests.mcp_helpers import ROOT, call, call_error, free_port, http_server, server_env
+from tests.mcp_helpers import call, call_error, free_port, http_server, run_cli
 from tests.oauth_issuer import Serving, serving
 from tests.test_server_http_auth import client_with
 
@@ -182,25 +180,11 @@ def test_the_issuer_down_at_start_is_a_clear_error(tmp_path: Path) -> None:
     with serving(f"http://127.0.0.1:{port}/mcp") as served:
         issuer_url = served.issuer.url
         served.stop()
-        stopped = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pow_mcp.server.cli",
-                "--transport",
-                "http",
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            env=server_env(
-                tmp_path / "data",
-                POW_MCP_OAUTH_ISSUER=issuer_url,
-                POW_MCP_RESOURCE_URL=f"http://127.0.0.1:{port}/mcp",
-            ),
-            capture_output=True,
-            text=True,
-            timeout=60,
+        stopped = run_cli(
+            tmp_path / "data",
+            *("--transport", "http", "--port", str(port)),
+            POW_MCP_OAUTH_ISSUER=issuer_url,
+            POW_MCP_RESOURCE_URL=f"http://127.0.0.1:{port}/mcp",
         )
     assert stopped.returncode == 1
     assert f"pow-mcp: POW_MCP_OAUTH_ISSUER={issuer_url}: cannot reach" in stopped.stderr
@@ -275,18 +259,12 @@ def _serves(proc: Path, port: int) -> bool:
 
 
 def test_static_tokens_and_an_issuer_together_are_refused(tmp_path: Path) -> None:
-    refused = subprocess.run(
-        [sys.executable, "-m", "pow_mcp.server.cli", "--transport", "http"],
-        cwd=ROOT,
-        env=server_env(
-            tmp_path,
-            POW_MCP_TOKEN="static-token-0123456789",
-            POW_MCP_OAUTH_ISSUER="https://idp.example/realms/pow",
-            POW_MCP_RESOURCE_URL="https://pow.example/mcp",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    refused = run_cli(
+        tmp_path,
+        *("--transport", "http"),
+        POW_MCP_TOKEN="static-token-0123456789",
+        POW_MCP_OAUTH_ISSUER="https://idp.example/realms/pow",
+        POW_MCP_RESOURCE_URL="https://pow.example/mcp",
     )
     assert refused.returncode == 2
     assert "POW_MCP_OAUTH_ISSUER and POW_MCP_TOKEN are both set" in refused.stderr
