@@ -148,12 +148,13 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class Admission(Protocol):
-    """The OAuth side of the gate (server/oauth.py's ResourceServer)."""
+    """The OAuth side of the gate (server/oauth_gate.py's ResourceServer)."""
 
     async def admit(
         self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send
     ) -> tuple[Caller, Receive] | None:
-        """The caller and the `receive` to go on with, or None once it answered (401, 403)."""
+        """The caller and the `receive` to go on with, or None once it answered (401, 403,
+        413)."""
         ...
 
 

@@ -238,67 +238,67 @@ def _oauth(env: Mapping[str, str]) -> OAuthSettings | None:
     issuer = env.get("POW_MCP_OAUTH_ISSUER", "").strip()
     resource = env.get("POW_MCP_RESOURCE_URL", "").strip()
     jwks_url = env.get("POW_MCP_OAUTH_JWKS_URL", "").strip()
-    admin_scope = env.get("POW_MCP_OAUTH_ADMIN_SCOPE", "").strip() or "pow:admin"
     client_id = env.get("POW_MCP_OAUTH_CLIENT_ID", "").strip()
     secret = env.get("POW_MCP_OAUTH_CLIENT_SECRET", "").strip()
     secret_file = env.get("POW_MCP_OAUTH_CLIENT_SECRET_FILE", "").strip()
     if not issuer:
-        given = [
-            name
-            for name, value in (
-                ("POW_MCP_RESOURCE_URL", resource),
-                ("POW_MCP_OAUTH_JWKS_URL", jwks_url),
-                ("POW_MCP_OAUTH_CLIENT_ID", client_id),
-                ("POW_MCP_OAUTH_CLIENT_SECRET", secret),
-                ("POW_MCP_OAUTH_CLIENT_SECRET_FILE", secret_file),
-            )
-            if value
-        ]
+        named = {
+            "POW_MCP_RESOURCE_URL": resource,
+            "POW_MCP_OAUTH_JWKS_URL": jwks_url,
+            "POW_MCP_OAUTH_CLIENT_ID": client_id,
+            "POW_MCP_OAUTH_CLIENT_SECRET": secret,
+            "POW_MCP_OAUTH_CLIENT_SECRET_FILE": secret_file,
+        }
+        given = [name for name, value in named.items() if value]
         if given:
             raise ConfigError(
                 f"{given[0]} is set but POW_MCP_OAUTH_ISSUER is not: set the issuer too (the "
                 "identity provider's issuer URL), or unset it"
             )
         return None
-    if not resource:
-        raise ConfigError(
-            "POW_MCP_OAUTH_ISSUER is set, so POW_MCP_RESOURCE_URL is needed: this server's "
-            "URL as clients reach it, e.g. https://pow.example.com/mcp (tokens must be issued "
-            "for it)"
-        )
     if secret and secret_file:
         raise ConfigError(
             "POW_MCP_OAUTH_CLIENT_SECRET and POW_MCP_OAUTH_CLIENT_SECRET_FILE are both set; "
             "keep one"
         )
-    if secret_file:
-        secret = _read_secret(secret_file)
-    if bool(client_id) != bool(secret):
+    settings = OAuthSettings(
+        issuer=issuer,
+        resource=resource,
+        jwks_url=jwks_url or None,
+        admin_scope=env.get("POW_MCP_OAUTH_ADMIN_SCOPE", "").strip() or "pow:admin",
+        client_id=client_id or None,
+        client_secret=(_read_secret(secret_file) if secret_file else secret) or None,
+    )
+    _check_oauth(settings)
+    return settings
+
+
+def _check_oauth(settings: OAuthSettings) -> None:
+    if not settings.resource:
+        raise ConfigError(
+            "POW_MCP_OAUTH_ISSUER is set, so POW_MCP_RESOURCE_URL is needed: this server's "
+            "URL as clients reach it, e.g. https://pow.example.com/mcp (tokens must be issued "
+            "for it)"
+        )
+    if (settings.client_id is None) != (settings.client_secret is None):
         raise ConfigError(
             "POW_MCP_OAUTH_CLIENT_ID and a client secret (POW_MCP_OAUTH_CLIENT_SECRET or "
             "POW_MCP_OAUTH_CLIENT_SECRET_FILE) go together: they let this server ask the "
             "issuer about opaque tokens; set both, or neither"
         )
     for name, url in (
-        ("POW_MCP_OAUTH_ISSUER", issuer),
-        ("POW_MCP_RESOURCE_URL", resource),
-        ("POW_MCP_OAUTH_JWKS_URL", jwks_url),
+        ("POW_MCP_OAUTH_ISSUER", settings.issuer),
+        ("POW_MCP_RESOURCE_URL", settings.resource),
+        ("POW_MCP_OAUTH_JWKS_URL", settings.jwks_url),
     ):
-        if url:
+        if url is not None:
             _check_oauth_url(name, url)
-    if not _SCOPE.match(admin_scope) or admin_scope in ("pow:read", "pow:write"):
+    admin = settings.admin_scope
+    if not _SCOPE.match(admin) or admin in ("pow:read", "pow:write"):
         raise ConfigError(
-            f"POW_MCP_OAUTH_ADMIN_SCOPE={admin_scope!r} must be one scope name, other than "
+            f"POW_MCP_OAUTH_ADMIN_SCOPE={admin!r} must be one scope name, other than "
             "pow:read and pow:write (default pow:admin)"
         )
-    return OAuthSettings(
-        issuer=issuer,
-        resource=resource,
-        jwks_url=jwks_url or None,
-        admin_scope=admin_scope,
-        client_id=client_id or None,
-        client_secret=secret or None,
-    )
 
 
 def _read_secret(path: str) -> str:
