@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+from urllib.parse import urlparse
 
 import anyio
 import uvicorn
@@ -22,6 +24,8 @@ from pow_mcp.server import resources
 from pow_mcp.server.auth import CALLER, LOCAL_CALLER, HttpGate, caller_of, is_loopback, own_names
 from pow_mcp.server.config import Config, ConfigError
 from pow_mcp.server.manager import JobManager, open_manager
+from pow_mcp.server.oauth import TokenCheck, open_token_check
+from pow_mcp.server.oauth_gate import ResourceServer, resource_metadata, write_tools_of
 from pow_mcp.server.resources import JobFeed, ResourceWire
 from pow_mcp.server.signals import stop_signals
 from pow_mcp.server.stdio import serve_stdio
@@ -111,13 +115,29 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _http_server(mcp: MCPServer, config: Config) -> uvicorn.Server:
+async def _http_server(
+    mcp: MCPServer, config: Config, token_check: TokenCheck | None
+) -> uvicorn.Server:
     security = transport_security(config.host, config.port, config.allowed_hosts)
     tokens = config.tokens()
+    public = is_page
+    oauth = None
+    if token_check is not None:
+        assert config.oauth is not None
+        oauth = ResourceServer(config.oauth, token_check, write_tools_of(await mcp.list_tools()))
+        oauth.add_routes(mcp)
+        _accept_resource_host(security, config.oauth.resource)
+
+        def public(method: str, path: str) -> bool:
+            return is_page(method, path) or oauth.is_metadata(method, path)
+
     app = HttpGate(
-        mcp.streamable_http_app(transport_security=security, host=config.host), tokens, is_page
+        mcp.streamable_http_app(transport_security=security, host=config.host),
+        tokens,
+        public,
+        oauth,
     )
-    if tokens is None and not is_loopback(config.host):
+    if tokens is None and oauth is None and not is_loopback(config.host):
         log.warning(
             "--insecure-no-auth: serving %s:%d WITHOUT authentication; anyone who can reach it "
             "can start, read and cancel jobs",
@@ -136,6 +156,25 @@ def _http_server(mcp: MCPServer, config: Config) -> uvicorn.Server:
             timeout_graceful_shutdown=HTTP_GRACEFUL_STOP_SECONDS,
         )
     )
+
+
+def _accept_resource_host(security: TransportSecuritySettings, resource: str) -> None:
+    """The resource URL's host as Host and its origin as Origin: it is this server's public
+    name, which a reverse proxy passes on."""
+    url = urlparse(resource)
+    security.allowed_hosts.append(url.netloc)
+    security.allowed_origins.append(f"{url.scheme}://{url.netloc}")
+
+
+@contextlib.asynccontextmanager
+async def _token_check(config: Config) -> AsyncIterator[TokenCheck | None]:
+    """The OAuth token check, ready before anything else starts (None without an issuer)."""
+    if config.transport != "http" or config.oauth is None:
+        yield None
+        return
+    resource_metadata(config.oauth)  # URLs clients would read otherwise: refused before all
+    async with open_token_check(config.oauth) as check:
+        yield check
 
 
 async def _stop_on_signal(
@@ -178,7 +217,7 @@ async def serve(config: Config) -> None:
 
 
 async def _serve(config: Config, sock: socket.socket | None, signals: AsyncIterator[int]) -> None:
-    async with open_manager(config) as manager:
+    async with _token_check(config) as token_check, open_manager(config) as manager:
         storage = config.store.describe()
         if config.cluster is not None:
             storage += f"; Dask cluster {config.cluster}"
@@ -193,7 +232,7 @@ async def _serve(config: Config, sock: socket.socket | None, signals: AsyncItera
         )
         async with anyio.create_task_group() as tg:
             mcp = build_server(manager, tg)
-            http = _http_server(mcp, config) if sock is not None else None
+            http = await _http_server(mcp, config, token_check) if sock is not None else None
             tg.start_soon(_stop_on_signal, signals, manager, http)
             if http is not None:
                 assert sock is not None

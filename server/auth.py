@@ -1,5 +1,8 @@
 """Who is calling: bearer tokens over HTTP (RFC 6750), principals, and the HTTP gate.
 
+Two kinds of token, one at a time: static ones (here), or an identity provider's OAuth
+access tokens (server/oauth.py, whose principals are `issuer#subject`).
+
 A token file holds `name:token` lines; each name is a principal. A single POW_MCP_TOKEN is
 the principal `default`. Jobs record their principal; a principal sees and acts on its own
 jobs (and on jobs of nobody, made before principals existed) only; `admin` sees all. Over
@@ -18,7 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ADMIN = "admin"
 DEFAULT = "default"
@@ -144,18 +147,35 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class Admission(Protocol):
+    """The OAuth side of the gate (server/oauth_gate.py's ResourceServer)."""
+
+    async def admit(
+        self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send
+    ) -> tuple[Caller, Receive] | None:
+        """The caller and the `receive` to go on with, or None once it answered (401, 403,
+        413)."""
+        ...
+
+
 class HttpGate:
     """ASGI middleware in front of the MCP app: bodies over MAX_BODY get 413, requests
-    without a valid bearer token (when tokens are set) get 401; the caller goes into the
-    request's scope, where the MCP layer picks it up. `public(method, path)` names the
-    requests that carry no data (the job pages) and need no token."""
+    without a valid bearer token (static `tokens`, or `oauth` access tokens) get 401; the
+    caller goes into the request's scope, where the MCP layer picks it up.
+    `public(method, path)` names the requests that carry no data (the job pages, the OAuth
+    metadata) and need no token."""
 
     def __init__(
-        self, app: App, tokens: Tokens | None, public: Callable[[str, str], bool] = _nothing
+        self,
+        app: App,
+        tokens: Tokens | None,
+        public: Callable[[str, str], bool] = _nothing,
+        oauth: Admission | None = None,
     ) -> None:
         self.app = app
         self.tokens = tokens
         self.public = public
+        self.oauth = oauth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -164,22 +184,28 @@ class HttpGate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_BODY:
-            await _reply(send, 413, "request body over 1 MiB")
+            await reply(send, 413, "request body over 1 MiB")
             return
         caller = ANONYMOUS
-        if self.tokens is not None and not self.public(scope["method"], scope["path"]):
+        receive = _limited(receive, send)
+        if self.oauth is not None and not self.public(scope["method"], scope["path"]):
+            admitted = await self.oauth.admit(scope, headers, receive, send)
+            if admitted is None:
+                return
+            caller, receive = admitted
+        elif self.tokens is not None and not self.public(scope["method"], scope["path"]):
             scheme, _, presented = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not presented.strip():
-                await _reply(send, 401, "a bearer token is required", 'Bearer realm="pow-mcp"')
+                await reply(send, 401, "a bearer token is required", 'Bearer realm="pow-mcp"')
                 return
             found = self.tokens.caller(presented.strip())
             if found is None:
                 challenge = 'Bearer realm="pow-mcp", error="invalid_token"'
-                await _reply(send, 401, "the bearer token is not valid", challenge)
+                await reply(send, 401, "the bearer token is not valid", challenge)
                 return
             caller = found
         scope.setdefault("state", {})[SCOPE_KEY] = caller
-        await self.app(scope, _limited(receive, send), send)
+        await self.app(scope, receive, send)
 
 
 def _limited(receive: Receive, send: Send) -> Receive:
@@ -192,15 +218,18 @@ def _limited(receive: Receive, send: Send) -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > MAX_BODY:
-                await _reply(send, 413, "request body over 1 MiB")
+                await reply(send, 413, "request body over 1 MiB")
                 return {"type": "http.disconnect"}
         return message
 
     return limited
 
 
-async def _reply(send: Send, status: int, error: str, challenge: str | None = None) -> None:
-    body = json.dumps({"error": error}).encode()
+async def reply(
+    send: Send, status: int, error: str | dict[str, str], challenge: str | None = None
+) -> None:
+    """A JSON error answer: `{"error": error}`, or `error` itself when it is a dict."""
+    body = json.dumps(error if isinstance(error, dict) else {"error": error}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if challenge is not None:
         headers.append((b"www-authenticate", challenge.encode()))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -63,6 +64,18 @@ def default_data_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class OAuthSettings:
+    """HTTP as an OAuth 2.1 resource server: access tokens from `issuer`, for `resource`."""
+
+    issuer: str  # POW_MCP_OAUTH_ISSUER
+    resource: str  # POW_MCP_RESOURCE_URL: this server's public URL, the tokens' audience
+    jwks_url: str | None = None  # POW_MCP_OAUTH_JWKS_URL: instead of the issuer's metadata
+    admin_scope: str = "pow:admin"  # POW_MCP_OAUTH_ADMIN_SCOPE: sees every principal's jobs
+    client_id: str | None = None  # POW_MCP_OAUTH_CLIENT_ID: for introspecting opaque tokens
+    client_secret: str | None = field(default=None, repr=False)  # never printed
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = LOCAL_DATA_DIR
     persist: bool = True
@@ -83,11 +96,12 @@ class Config:
     transport: str = "stdio"
     host: str = "127.0.0.1"
     port: int = 8000
-    token: str | None = None  # POW_MCP_TOKEN: the principal `default`
+    token: str | None = field(default=None, repr=False)  # POW_MCP_TOKEN: the principal `default`
     token_file: Path | None = None  # --token-file: name:token lines
     insecure_no_auth: bool = False  # --insecure-no-auth: serve off loopback without tokens
     allowed_hosts: tuple[str, ...] = ()  # --allowed-host, POW_MCP_ALLOWED_HOSTS
     max_active_jobs: int = 1000  # POW_MAX_ACTIVE_JOBS, per principal
+    oauth: OAuthSettings | None = None  # POW_MCP_OAUTH_ISSUER and the rest
 
     def tokens(self) -> Tokens | None:
         """The HTTP bearer tokens, None if there are none."""
@@ -196,13 +210,126 @@ def _target_start(text: str) -> TargetStart:
 
 
 def _check_http(config: Config) -> None:
+    if config.oauth is not None and (config.token is not None or config.token_file is not None):
+        static = "POW_MCP_TOKEN" if config.token is not None else "--token-file"
+        raise ConfigError(
+            f"POW_MCP_OAUTH_ISSUER and {static} are both set, and a server takes one kind of "
+            f"token: unset {static} to take the issuer's access tokens, or unset "
+            "POW_MCP_OAUTH_ISSUER to keep the static tokens"
+        )
+    if config.oauth is not None:
+        return
     open_to_all = config.tokens() is None and not is_loopback(config.host)
     if open_to_all and not config.insecure_no_auth:
         raise ConfigError(
             f"--host {config.host} is reachable from other machines, and no token is set: "
-            "set POW_MCP_TOKEN (or --token-file FILE), or bind 127.0.0.1; "
-            "--insecure-no-auth serves it open to anyone who can reach it"
+            "set POW_MCP_TOKEN (or --token-file FILE, or POW_MCP_OAUTH_ISSUER for an identity "
+            "provider's tokens), or bind 127.0.0.1; --insecure-no-auth serves it open to "
+            "anyone who can reach it"
         )
+
+
+# Scope tokens (RFC 6749 3.3): printable ASCII without space, `"` or `\`.
+_SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+
+
+def _oauth(env: Mapping[str, str]) -> OAuthSettings | None:
+    """POW_MCP_OAUTH_* and POW_MCP_RESOURCE_URL; None when no issuer is set."""
+    issuer = env.get("POW_MCP_OAUTH_ISSUER", "").strip()
+    resource = env.get("POW_MCP_RESOURCE_URL", "").strip()
+    jwks_url = env.get("POW_MCP_OAUTH_JWKS_URL", "").strip()
+    client_id = env.get("POW_MCP_OAUTH_CLIENT_ID", "").strip()
+    secret = env.get("POW_MCP_OAUTH_CLIENT_SECRET", "").strip()
+    secret_file = env.get("POW_MCP_OAUTH_CLIENT_SECRET_FILE", "").strip()
+    if not issuer:
+        named = {
+            "POW_MCP_RESOURCE_URL": resource,
+            "POW_MCP_OAUTH_JWKS_URL": jwks_url,
+            "POW_MCP_OAUTH_CLIENT_ID": client_id,
+            "POW_MCP_OAUTH_CLIENT_SECRET": secret,
+            "POW_MCP_OAUTH_CLIENT_SECRET_FILE": secret_file,
+        }
+        given = [name for name, value in named.items() if value]
+        if given:
+            raise ConfigError(
+                f"{given[0]} is set but POW_MCP_OAUTH_ISSUER is not: set the issuer too (the "
+                "identity provider's issuer URL), or unset it"
+            )
+        return None
+    if secret and secret_file:
+        raise ConfigError(
+            "POW_MCP_OAUTH_CLIENT_SECRET and POW_MCP_OAUTH_CLIENT_SECRET_FILE are both set; "
+            "keep one"
+        )
+    settings = OAuthSettings(
+        issuer=issuer,
+        resource=resource,
+        jwks_url=jwks_url or None,
+        admin_scope=env.get("POW_MCP_OAUTH_ADMIN_SCOPE", "").strip() or "pow:admin",
+        client_id=client_id or None,
+        client_secret=(_read_secret(secret_file) if secret_file else secret) or None,
+    )
+    _check_oauth(settings)
+    return settings
+
+
+def _check_oauth(settings: OAuthSettings) -> None:
+    if not settings.resource:
+        raise ConfigError(
+            "POW_MCP_OAUTH_ISSUER is set, so POW_MCP_RESOURCE_URL is needed: this server's "
+            "URL as clients reach it, e.g. https://pow.example.com/mcp (tokens must be issued "
+            "for it)"
+        )
+    if (settings.client_id is None) != (settings.client_secret is None):
+        raise ConfigError(
+            "POW_MCP_OAUTH_CLIENT_ID and a client secret (POW_MCP_OAUTH_CLIENT_SECRET or "
+            "POW_MCP_OAUTH_CLIENT_SECRET_FILE) go together: they let this server ask the "
+            "issuer about opaque tokens; set both, or neither"
+        )
+    for name, url in (
+        ("POW_MCP_OAUTH_ISSUER", settings.issuer),
+        ("POW_MCP_RESOURCE_URL", settings.resource),
+        ("POW_MCP_OAUTH_JWKS_URL", settings.jwks_url),
+    ):
+        if url is not None:
+            _check_oauth_url(name, url)
+    admin = settings.admin_scope
+    if not _SCOPE.match(admin) or admin in ("pow:read", "pow:write"):
+        raise ConfigError(
+            f"POW_MCP_OAUTH_ADMIN_SCOPE={admin!r} must be one scope name, other than "
+            "pow:read and pow:write (default pow:admin)"
+        )
+
+
+def _read_secret(path: str) -> str:
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            f"POW_MCP_OAUTH_CLIENT_SECRET_FILE={path}: cannot read it ({reason})"
+        ) from None
+    if not secret:
+        raise ConfigError(f"POW_MCP_OAUTH_CLIENT_SECRET_FILE={path} is empty")
+    return secret
+
+
+def _check_oauth_url(name: str, value: str) -> None:
+    """https, or http to this machine (a test issuer); nothing a URL of the kind may not
+    carry (RFC 8414 2, RFC 8707 2)."""
+    url = urlparse(value)
+    local = url.scheme == "http" and is_loopback(url.hostname or "")
+    if (url.scheme != "https" and not local) or not url.hostname:
+        raise ConfigError(
+            f"{name}={value!r} must be an https:// URL (http:// only to this machine)"
+        )
+    if (
+        url.fragment
+        or url.username
+        or url.password
+        or (url.query and name != "POW_MCP_OAUTH_JWKS_URL")
+    ):
+        raise ConfigError(f"{name}={value!r} must have no query, fragment or user name")
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -258,6 +385,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
                 integer=True,
             )
         ),
+        oauth=_oauth(env),
     )
     _check(config)
     return config

@@ -120,12 +120,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`pow-mcp ARGS` run to its end (a start that must be refused, say), its output kept."""
+    return subprocess.run(
+        [sys.executable, "-m", "pow_mcp.server.cli", *args],
+        cwd=ROOT,
+        env=server_env(data_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @contextlib.contextmanager
-def http_server(data_dir: Path, *args: str, **env: str) -> Iterator[str]:
-    """`pow-mcp --transport http` on a free port; yields its URL, stops it with SIGTERM
-    (it must exit 0, without a traceback). Its log is read all along, so a chatty server
-    never blocks."""
-    port = free_port()
+def http_server(
+    data_dir: Path, *args: str, port: int | None = None, log: list[str] | None = None, **env: str
+) -> Iterator[str]:
+    """`pow-mcp --transport http` on `port` (default: a free one); yields its URL, stops it
+    with SIGTERM (it must exit 0, without a traceback). Its log is read all along, so a
+    chatty server never blocks; `log`, if given, receives its lines."""
+    port = port or free_port()
     command = ["-m", "pow_mcp.server.cli", "--transport", "http", "--port", str(port), *args]
     proc = subprocess.Popen(
         [sys.executable, *command, "--data-dir", str(data_dir)],
@@ -135,7 +149,7 @@ def http_server(data_dir: Path, *args: str, **env: str) -> Iterator[str]:
         text=True,
     )
     assert proc.stderr is not None
-    log: list[str] = []
+    log = [] if log is None else log
     for line in proc.stderr:  # the server says so once it listens
         log.append(line)
         if "Streamable HTTP" in line:
