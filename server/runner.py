@@ -132,7 +132,9 @@ class Runner:
     # -- the attempt -------------------------------------------------------------------------
 
     async def _run(self, job: LiveJob) -> None:
-        attempt = Attempt(started_at=utc_now(), hashes=job.record.progress.hashes)
+        attempt = Attempt(
+            started_at=utc_now(), hashes=job.record.progress.hashes, instance=self.store.instance_id
+        )
         job.record = job.record.model_copy(
             update={"attempts": [*job.record.attempts, attempt], "run_after": None}
         )
