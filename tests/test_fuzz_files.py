@@ -33,7 +33,11 @@ from pow_mcp.store.transfer import all_jobs
 from tests.mcp_helpers import call, connect
 from tests.store_helpers import finished, make_record
 
-FILES = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FILES = settings(
+    max_examples=settings().max_examples // 2,  # of the profile: ci 50, long 1000
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 # One edit: (what, where as a fraction of the file, a byte).
 EDIT = st.tuples(
     st.sampled_from(["flip", "insert", "delete", "truncate", "zero"]),

@@ -60,8 +60,9 @@ from pow_mcp.store.transfer import all_jobs, export_jobs, import_jobs
 from tests.conftest import STORE_KINDS, settings_for
 from tests.store_helpers import make_record
 
-# Share of the profile's `max_examples` each backend gets: the databases cost more a step.
-BUDGET = {"memory": 1.0, "json": 0.5, "sqlite": 0.5, "postgresql": 0.5}
+# Share of the profile's `max_examples` each backend gets (ci: 100; long: 2000), so that
+# `make test` stays within its time: a database step costs tens of times a memory one.
+BUDGET = {"memory": 2.0, "json": 0.5, "sqlite": 0.4, "postgresql": 0.3}
 CLAIMABLE = ACTIVE
 PRIORITIES = ("low", "normal", "high", "critical")
 
@@ -119,40 +120,50 @@ class Actor:
         self._context.__exit__(None, None, None)
 
 
-class StoreMachine(RuleBasedStateMachine):
-    """Set `settings` and `actors` on the class (see `machine_for`) before running it."""
+class Instances:
+    """The open instances, kept from one example to the next (opening a database store
+    costs more than a whole example's steps); each example starts by emptying the store."""
 
-    store_settings: StoreSettings
-    actor_count: int
+    def __init__(self, portal: BlockingPortal, settings: StoreSettings, count: int) -> None:
+        self.portal, self.settings = portal, settings
+        self.actors: list[Actor] = []
+        for _ in range(count):
+            self.add()
+
+    def add(self) -> Actor:
+        actor = Actor(self.portal, replace(self.settings, instance_id=None))
+        self.actors.append(actor)
+        return actor
+
+    def lose(self, index: int) -> tuple[Actor, Actor]:
+        """Close one (as if its process died) and open a new one in its place."""
+        lost = self.actors.pop(index)
+        lost.close()
+        return lost, self.add()
+
+    def close(self) -> None:
+        for actor in self.actors:
+            actor.close()
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Set `instances` and `scratch` on the class (see `machine_for`) before running it."""
+
+    instances: Instances
     scratch: Path
 
     def __init__(self) -> None:
         super().__init__()
-        self._exit = contextlib.ExitStack()
-        self.portal = self._exit.enter_context(start_blocking_portal())
-        self.actors: list[Actor] = []
-        self.model = Model()
-        self.shared = self.store_settings.persist
+        self.actors = self.instances.actors
+        self.model = Model(live={actor.id for actor in self.actors})
+        self.shared = self.instances.settings.persist
 
     def run(self, coroutine_fn, *args):  # type: ignore[no-untyped-def]
-        return self.portal.call(coroutine_fn, *args)
+        return self.instances.portal.call(coroutine_fn, *args)
 
     @initialize()
-    def open_instances(self) -> None:
-        for _ in range(self.actor_count):
-            self._add_actor()
+    def empty_store(self) -> None:
         self.run(self.actors[0].store.delete_all)  # examples share one store
-
-    def teardown(self) -> None:
-        for actor in self.actors:
-            actor.close()
-        self._exit.close()
-
-    def _add_actor(self) -> None:
-        fresh = replace(self.store_settings, instance_id=None)
-        actor = Actor(self.portal, fresh)
-        self.actors.append(actor)
-        self.model.live.add(actor.id)
 
     def actor(self, index: int) -> Actor:
         return self.actors[index % len(self.actors)]
@@ -329,11 +340,9 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(actor=st.integers(0, 1))
     def an_instance_is_lost(self, actor: int) -> None:
         """Its process died (or its lease expired): closed with its jobs as they stand."""
-        index = actor % len(self.actors)
-        lost = self.actors.pop(index)
-        lost.close()
+        lost, fresh = self.instances.lose(actor % len(self.actors))
         self.model.live.discard(lost.id)
-        self._add_actor()
+        self.model.live.add(fresh.id)
 
     @rule(actor=st.integers(0, 1), resume=st.booleans())
     def recover_orphans(self, actor: int, resume: bool) -> None:
@@ -392,8 +401,6 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def store_agrees_with_the_model(self) -> None:
-        if not self.actors:
-            return  # before the instances open
         for actor in self.actors:
             self._check_through(actor)
 
@@ -433,17 +440,10 @@ def _dispatch_order(job_ids: list[str], records: dict[str, JobRecord]) -> list[s
     return [r.job_id for r in chosen]
 
 
-def machine_for(kind: str, store_settings: StoreSettings, scratch: Path) -> type[StoreMachine]:
-    """The machine class for one backend: two instances where the store is shared."""
-    return type(
-        f"StoreMachine_{kind}",
-        (StoreMachine,),
-        {
-            "store_settings": store_settings,
-            "actor_count": 2 if kind != "memory" else 1,
-            "scratch": scratch,
-        },
-    )
+def machine_for(kind: str, instances: Instances, scratch: Path) -> type[StoreMachine]:
+    """The machine class for one backend."""
+    attributes = {"instances": instances, "scratch": scratch}
+    return type(f"StoreMachine_{kind}", (StoreMachine,), attributes)
 
 
 @contextlib.contextmanager
@@ -462,6 +462,10 @@ def test_the_store_behaves_as_its_model(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     store_settings = settings_for(kind, tmp_path / "data", request)
-    machine = machine_for(kind, store_settings, tmp_path)
-    with _budget(kind) as budget:
-        run_state_machine_as_test(machine, settings=budget)
+    count = 2 if store_settings.persist else 1  # two instances where the store is shared
+    with start_blocking_portal() as portal, _budget(kind) as budget:
+        instances = Instances(portal, store_settings, count)
+        try:
+            run_state_machine_as_test(machine_for(kind, instances, tmp_path), settings=budget)
+        finally:
+            instances.close()
