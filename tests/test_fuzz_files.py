@@ -104,26 +104,36 @@ async def still_works(settings: StoreSettings) -> None:
     assert after == before | {fresh.job_id}
 
 
+@contextmanager
+def damaged_store(
+    edits: list[tuple[str, float, int]], name: str, url: str | None = None
+) -> Iterator[tuple[StoreSettings, Path, bytes]]:
+    """A store with a few jobs, in a directory of its own, whose file `name` then took
+    `edits`: its settings, the file and the damaged bytes."""
+    data_dir = Path(tempfile.mkdtemp())
+    try:
+        settings = StoreSettings(data_dir, database_url=url)
+        anyio.run(write_store, settings)
+        path = data_dir / name
+        data = damage(path.read_bytes(), edits)
+        path.write_bytes(data)
+        yield settings, path, data
+    finally:
+        shutil.rmtree(data_dir)
+
+
 @FILES
 @given(edits=st.lists(EDIT, min_size=1, max_size=4))
 def test_a_damaged_jobs_file_is_set_aside_and_never_overwritten(
     edits: list[tuple[str, float, int]],
 ) -> None:
-    data_dir = Path(tempfile.mkdtemp())
-    try:
-        settings = StoreSettings(data_dir)
-        anyio.run(write_store, settings)
-        path = data_dir / "jobs.json"
-        damaged = damage(path.read_bytes(), edits)
-        path.write_bytes(damaged)
+    with damaged_store(edits, "jobs.json") as (settings, path, damaged):
         with warnings_logged() as warned:
             anyio.run(still_works, settings)
-        assert copies_of(damaged, data_dir), "the damaged file was overwritten, with no copy"
-        asides = sorted(p.name for p in data_dir.glob("jobs.json.corrupt-*"))
+        assert copies_of(damaged, path.parent), "the damaged file was overwritten, with no copy"
+        asides = sorted(p.name for p in path.parent.glob("jobs.json.corrupt-*"))
         for name in asides:  # each copy set aside was named in a warning
             assert any(name in line for line in warned), (name, warned)
-    finally:
-        shutil.rmtree(data_dir)
 
 
 @FILES
@@ -131,20 +141,12 @@ def test_a_damaged_jobs_file_is_set_aside_and_never_overwritten(
 def test_a_damaged_sqlite_file_opens_or_is_refused_untouched(
     edits: list[tuple[str, float, int]],
 ) -> None:
-    data_dir = Path(tempfile.mkdtemp())
-    try:
-        settings = StoreSettings(data_dir, database_url="sqlite:///jobs.db")
-        anyio.run(write_store, settings)
-        path = data_dir / "jobs.db"
-        damaged = damage(path.read_bytes(), edits)
-        path.write_bytes(damaged)
+    with damaged_store(edits, "jobs.db", "sqlite:///jobs.db") as (settings, path, damaged):
         try:
             anyio.run(read_everything, settings)
         except StoreConfigError as exc:
             assert str(path) in str(exc)
             assert path.read_bytes() == damaged, "a refused file was changed"
-    finally:
-        shutil.rmtree(data_dir)
 
 
 async def read_everything(settings: StoreSettings) -> None:

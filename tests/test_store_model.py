@@ -204,18 +204,31 @@ class StoreMachine(RuleBasedStateMachine):
 
     # -- the owner's moves -------------------------------------------------------------------
 
-    @rule(data=st.data(), actor=st.integers(0, 1), running=st.booleans())
-    def claim(self, data: st.DataObject, actor: int, running: bool) -> None:
+    def _owners_move(
+        self,
+        data: st.DataObject,
+        actor: int,
+        name: str,
+        allowed: frozenset[JobStatus],
+        update: dict[str, object],
+    ) -> Job | None:
+        """The owner's move `name` (a `JobStore` method) of a drawn job, its body changed by
+        `update`; the model's job if the move applied, as it must exactly when allowed."""
         who, job_id = self.actor(actor), self.job_of(data)
         record = self.record(who, job_id)
         if record is None:
-            return
-        status = JobStatus.RUNNING if running else JobStatus.WAITING
-        applied = self.run(who.store.claim, record.model_copy(update={"status": status}))
+            return None
+        applied = self.run(getattr(who.store, name), record.model_copy(update=update))
         job = self.model.jobs[job_id]
-        expected = job.status in CLAIMABLE and job.owner == who.id
+        expected = job.status in allowed and job.owner == who.id
         assert applied == expected
-        if expected:
+        return job if expected else None
+
+    @rule(data=st.data(), actor=st.integers(0, 1), running=st.booleans())
+    def claim(self, data: st.DataObject, actor: int, running: bool) -> None:
+        status = JobStatus.RUNNING if running else JobStatus.WAITING
+        job = self._owners_move(data, actor, "claim", CLAIMABLE, {"status": status})
+        if job is not None:
             job.status, job.delayed = status, False
 
     @rule(data=st.data(), actor=st.integers(0, 1), hashes=st.integers(1, 10**6))
@@ -240,10 +253,6 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), actor=st.integers(0, 1), outcome=st.sampled_from(sorted(TERMINAL)))
     def finish(self, data: st.DataObject, actor: int, outcome: JobStatus) -> None:
-        who, job_id = self.actor(actor), self.job_of(data)
-        record = self.record(who, job_id)
-        if record is None:
-            return
         nonce = str(data.draw(st.integers(0, 10**12)))
         update: dict[str, object] = {"status": outcome}
         if outcome is JobStatus.COMPLETED:
@@ -251,41 +260,24 @@ class StoreMachine(RuleBasedStateMachine):
             update["result"] = JobResult(proof_of_work=proof)
         elif outcome is JobStatus.FAILED:
             update["error"] = "worker pool failed"
-        applied = self.run(who.store.finish, record.model_copy(update=update))
-        job = self.model.jobs[job_id]
-        expected = job.status in UNFINISHED and job.owner == who.id
-        assert applied == expected
-        if expected:
+        job = self._owners_move(data, actor, "finish", UNFINISHED, update)
+        if job is not None:
             job.status = outcome
             job.nonce = nonce if outcome is JobStatus.COMPLETED else job.nonce
             job.error = "worker pool failed" if outcome is JobStatus.FAILED else job.error
 
     @rule(data=st.data(), actor=st.integers(0, 1), later=st.booleans())
     def requeue_for_a_retry(self, data: st.DataObject, actor: int, later: bool) -> None:
-        who, job_id = self.actor(actor), self.job_of(data)
-        record = self.record(who, job_id)
-        if record is None:
-            return
         delay = timedelta(hours=1) if later else -timedelta(seconds=1)
-        retry = record.model_copy(update={"run_after": utc_now() + delay})
-        applied = self.run(who.store.requeue, retry)
-        job = self.model.jobs[job_id]
-        expected = job.status in ACTIVE and job.owner == who.id
-        assert applied == expected
-        if expected:
+        update = {"run_after": utc_now() + delay}
+        job = self._owners_move(data, actor, "requeue", ACTIVE, update)
+        if job is not None:
             job.status, job.delayed = JobStatus.QUEUED, later
 
     @rule(data=st.data(), actor=st.integers(0, 1))
     def release(self, data: st.DataObject, actor: int) -> None:
-        who, job_id = self.actor(actor), self.job_of(data)
-        record = self.record(who, job_id)
-        if record is None:
-            return
-        applied = self.run(who.store.release, record)
-        job = self.model.jobs[job_id]
-        expected = job.status in ACTIVE and job.owner == who.id
-        assert applied == expected
-        if expected:
+        job = self._owners_move(data, actor, "release", ACTIVE, {})
+        if job is not None:
             job.status, job.owner = JobStatus.QUEUED, ANY_INSTANCE
 
     # -- anyone's moves ----------------------------------------------------------------------
