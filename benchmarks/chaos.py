@@ -377,6 +377,8 @@ class Ledger:
     path: Path
     acked: dict[str, dict[str, Any]] = field(default_factory=dict)  # job id -> its inputs
     seen_ended: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # (job id, owner, hashes, when): the progress a client was shown of an unfinished job
+    seen_running: list[tuple[str, str | None, int, float]] = field(default_factory=list)
     cancelled: set[str] = field(default_factory=set)  # a cancel said it cancelled them
     ops: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -385,9 +387,13 @@ class Ledger:
             file.write(json.dumps(entry, default=str) + "\n")
         self.ops[f"{entry['op']} {entry['outcome']}"] += 1
 
-    def saw(self, record: dict[str, Any]) -> None:
-        """A record a client was shown: if it had ended, that end is final."""
-        if record.get("status") in {s.value for s in TERMINAL}:
+    def saw(self, record: dict[str, Any], when: float) -> None:
+        """A record a client was shown at `when`: if it had ended, that end is final; if
+        not, what its owner showed of its progress must reach the store in time."""
+        if record.get("status") not in {s.value for s in TERMINAL}:
+            hashes = int((record.get("progress") or {}).get("hashes") or 0)
+            self.seen_running.append((record["job_id"], record.get("owner"), hashes, when))
+        else:
             proof = (record.get("result") or {}).get("proof_of_work") or {}
             seen = {"status": record["status"], "nonce": proof.get("nonce")}
             seen["hash"] = proof.get("hash")
@@ -399,8 +405,10 @@ class Ledger:
 
 
 class Clients:
-    def __init__(self, rng: random.Random, servers: list[Server], ledger: Ledger, seed: int):
-        self.rng, self.servers, self.ledger, self.seed = rng, servers, ledger, seed
+    """Busy clients: each draws its calls from its own generator, seeded from the run's."""
+
+    def __init__(self, servers: list[Server], ledger: Ledger, seed: int):
+        self.servers, self.ledger, self.seed = servers, ledger, seed
         self.counter = 0
 
     async def run(self, index: int, until: float) -> None:
@@ -439,7 +447,7 @@ class Clients:
         outcome = "error" if result.is_error else "ok"
         self.ledger.log({**entry, "arguments": arguments, "outcome": outcome, "answer": content})
         if not result.is_error:
-            self._learn(entry["op"], arguments, content, entry["t"])
+            self._learn(entry["op"], arguments, content, entry["t"], time.time())
 
     def _choose(self, rng: random.Random, index: int) -> tuple[str, dict[str, Any]]:
         unfinished = self.ledger.unfinished()
@@ -479,7 +487,9 @@ class Clients:
             job["retry_delay_seconds"] = 1
         return job
 
-    def _learn(self, op: str, arguments: dict[str, Any], answer: dict[str, Any], t: float) -> None:
+    def _learn(
+        self, op: str, arguments: dict[str, Any], answer: dict[str, Any], t: float, now: float
+    ) -> None:
         ledger = self.ledger
         if op == "start_proof_of_work":
             ledger.acked[answer["job_id"]] = {**arguments, "t": t}
@@ -489,10 +499,10 @@ class Clients:
         elif op == "cancel_job" and answer.get("cancelled"):
             ledger.cancelled.add(arguments["job_id"])
         elif op in ("wait_for_job", "query_proof_of_work_status"):
-            ledger.saw(answer)
+            ledger.saw(answer, now)
         elif op == "wait_for_jobs":
             for record in answer.get("jobs", []):
-                ledger.saw(record)
+                ledger.saw(record, now)
 
 
 @contextlib.asynccontextmanager
@@ -560,13 +570,12 @@ def check_all(
     servers: list[Server],
     recovery: str,
     t0_wall: float,
-    t0: float,
 ) -> list[Invariant]:
     present = Invariant("every acknowledged job is stored exactly once")
     ended = Invariant("no job ended twice, or with two different proofs")
     proofs = Invariant("every stored proof verifies")
     overlap = Invariant("no two instances hashed one job for longer than a lease")
-    redone = Invariant("hashes redone after a kill or freeze: at most one checkpoint interval")
+    redone = Invariant("after a kill or freeze, only the last checkpoint interval is redone")
     clean = Invariant("no server logged a traceback")
 
     counts = collections.Counter(r.job_id for r in records)
@@ -592,7 +601,7 @@ def check_all(
             proofs.check(_verifies(record), f"job {record.job_id}: its proof does not verify")
         _check_attempts(record, overlap)
     if recovery == "resume":
-        _check_redone(records, faults, servers, redone, t0_wall, t0)
+        _check_redone(records, faults, ledger, redone, t0_wall)
     for server in servers:
         text = server.log.read_text(errors="replace")
         clean.check("Traceback" not in text, f"server {server.index} logged a traceback")
@@ -643,33 +652,42 @@ def _check_attempts(record: JobRecord, overlap: Invariant) -> None:
 def _check_redone(
     records: list[JobRecord],
     faults: list[Fault],
-    servers: list[Server],
+    ledger: Ledger,
     redone: Invariant,
     t0_wall: float,
-    t0: float,
 ) -> None:
-    """An interrupted attempt ended at its last saved checkpoint; the kill or freeze that
-    interrupted it came at most one checkpoint interval later (or the store was out)."""
+    """Progress that a job's server showed a client at least one checkpoint interval before
+    a kill or freeze hit that server is in the checkpoint the job resumed from: only the
+    last interval's hashes are done again (unless the store was out, and nothing could be
+    saved)."""
     hits = [f for f in faults if f.kind in ("kill", "freeze") and f.pid is not None]
     outages = [f for f in faults if f.kind not in ("kill", "freeze")]
     interval = DEBOUNCE_SECONDS + CHECKPOINT_SLACK_SECONDS
+    shown = collections.defaultdict(list)
+    for job_id, owner, hashes, when in ledger.seen_running:
+        shown[job_id, owner].append((when, hashes))
     for record in records:
         for attempt in record.attempts:
             if attempt.outcome != "interrupted" or attempt.ended_at is None:
                 continue
+            ended = attempt.ended_at.timestamp()
             pid = int(str(attempt.instance or "0-").split("-")[0])
-            saved = attempt.ended_at.timestamp() - t0_wall  # seconds since the run began
-            hit = next((f for f in hits if f.pid == pid and f.at >= saved - 0.5), None)
-            if hit is None:
-                continue  # a graceful stop, or a store fault: not a kill's loss
+            hit = next((f for f in hits if f.pid == pid and t0_wall + f.at >= ended - 0.5), None)
+            resumed = next((r for r in record.recoveries if r.at.timestamp() >= ended), None)
+            if hit is None or resumed is None:
+                continue  # a graceful stop, or not resumed (JOBS_MAX_RECOVERIES)
             if any(o.at <= hit.at <= o.at + o.seconds + 3 for o in outages):
-                continue  # the store was out: checkpoints could not be saved
-            gap = hit.at - saved
-            rate = record.progress.hashrate or 0.0
+                continue  # the store was out: no checkpoint could be saved
+            latest = t0_wall + hit.at - interval
+            began = attempt.started_at.timestamp()
+            before = [
+                h for when, h in shown[record.job_id, attempt.instance] if began <= when <= latest
+            ]
+            most = max(before, default=0)
             redone.check(
-                gap <= interval,
-                f"job {record.job_id}: {gap:.2f}s (~{gap * rate:,.0f} hashes) unsaved when "
-                f"its server was hit by {hit.kind} at {hit.at:.1f}s",
+                most <= resumed.hashes,
+                f"job {record.job_id}: showed {most:,} hashes at least {interval:g} s before "
+                f"a {hit.kind} at {hit.at:.1f} s, resumed from {resumed.hashes:,}",
             )
 
 
@@ -709,7 +727,7 @@ async def _run(
     t0, t0_wall = time.monotonic(), time.time()
     faults_end = t0 + max(10.0, args.seconds - SETTLE_SECONDS)
     faults = Faults(rng, store, servers, t0)
-    clients = Clients(rng, servers, ledger, args.seed)
+    clients = Clients(servers, ledger, args.seed)
     print("faults:", flush=True)
     async with anyio.create_task_group() as tg:
         tg.start_soon(faults.run, faults_end)
@@ -731,7 +749,7 @@ async def _run(
     invariants = [
         lease,
         stopped,
-        *check_all(records, ledger, faults.done, servers, args.recovery, t0_wall, t0),
+        *check_all(records, ledger, faults.done, servers, args.recovery, t0_wall),
     ]
     return report(args, root, ledger, faults.done, records, invariants)
 
