@@ -13,7 +13,7 @@ from tests.chain import Chain, serving_chain
 from tests.pg_server import PostgresServer
 
 # Hypothesis budgets: `ci` (the default) fits `make test`; `--hypothesis-profile=long` runs the
-# model-checked store and the fuzz tests much longer (`make chaos-long`, or by hand). Tests
+# model-checked store and the fuzz tests much longer (`make test-long`, or by hand). Tests
 # that set their own `max_examples` keep it under either.
 settings.register_profile("ci", max_examples=100, stateful_step_count=20)
 settings.register_profile("long", max_examples=2000, stateful_step_count=60)
