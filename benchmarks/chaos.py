@@ -35,7 +35,6 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +199,6 @@ class Server:
     data_dir: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = None
-    pids: list[int] = field(default_factory=list)  # every process it has been
     frozen: bool = False
 
     @property
@@ -209,7 +207,6 @@ class Server:
 
     async def start(self) -> None:
         self.proc = self._spawn()
-        self.pids.append(self.proc.pid)
         with anyio.fail_after(120):
             while not _listening(self.port):
                 if self.proc.poll() is not None:
@@ -531,14 +528,6 @@ class Invariant:
         self.checked += 1
         if not ok:
             self.breaches.append(breach)
-
-
-def _ts(value: str | datetime | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value.timestamp()
 
 
 async def check_progress(store: Store, lease: Invariant) -> list[JobRecord]:
