@@ -52,6 +52,9 @@ CHECKPOINT_SLACK_SECONDS = 1.0  # a worker reports progress about every 0.1 s; t
 CALL_SECONDS = 30.0  # every call is answered within this, or counts as unanswered
 MAX_UNFINISHED = 12  # clients start no more while this many of their jobs are unfinished
 SETTLE_SECONDS = 45.0  # at the end, without faults, for the queue to drain
+# After a store fault ends: reconnecting, the progress writer's pause before it retries, a
+# transaction whose round trips were each slowed down.
+STORE_RECOVERY_SECONDS = 5.0
 DIFFICULTIES = (4, 5, 5, 6, 6, 6, 7)  # hex zeros: about 65 thousand to 268 million hashes
 
 
@@ -157,7 +160,8 @@ async def open_backend(backend: str, root: Path) -> AsyncIterator[Store]:
         url = f"sqlite:///{data_dir / 'jobs.db'}" if backend == "sqlite" else None
         yield Store(backend, data_dir, url, disk=disk)
     finally:
-        if disk is not None:
+        if disk is not None:  # the store's files outlive the tmpfs, for a look after a breach
+            shutil.copytree(data_dir, root / "store", ignore=shutil.ignore_patterns("ballast"))
             _unmount(disk)
 
 
@@ -530,26 +534,38 @@ class Invariant:
             self.breaches.append(breach)
 
 
-async def check_progress(store: Store, lease: Invariant) -> list[JobRecord]:
-    """After the faults: every job ends, or is paused, or is live and moving."""
-    settings = store.settings()
+async def check_progress(store: Store, servers: list[Server], lease: Invariant) -> None:
+    """After the faults: every job ends, or is paused, or is live: owned by a running
+    server that is hashing (this job, or one ahead of it: one worker serves its server's
+    jobs by priority, then age)."""
     deadline = time.monotonic() + SETTLE_SECONDS
-    async with open_store(settings, serving=False) as reader:
+    async with open_store(store.settings(), serving=False) as reader:
         while True:
-            records = await all_jobs(reader)
-            moving = [r for r in records if r.status not in TERMINAL | {JobStatus.PAUSED}]
-            if not moving or time.monotonic() > deadline:
+            before = {r.job_id: r for r in await all_jobs(reader)}
+            if not [r for r in before.values() if _moving(r)] or time.monotonic() > deadline:
                 break
             await anyio.sleep(1)
-        before = {r.job_id: r.progress.hashes for r in moving}
         await anyio.sleep(2 + 4 * DEBOUNCE_SECONDS)
-        now = {r.job_id: r for r in await all_jobs(reader)}
-    for job_id, record in now.items():
-        hashes = before.get(job_id)
-        ok = hashes is None or record.is_terminal or record.progress.hashes > hashes
+        after = {r.job_id: r for r in await all_jobs(reader)}
+    running = {str(s.proc.pid) for s in servers if s.proc is not None and s.proc.poll() is None}
+    moved = {
+        job_id
+        for job_id, r in after.items()
+        if job_id in before
+        and (
+            r.status != before[job_id].status or r.progress.hashes > before[job_id].progress.hashes
+        )
+    }
+    busy = {after[job_id].owner for job_id in moved}
+    for job_id, record in after.items():
+        alive = str(record.owner).split("-")[0] in running
+        ok = not _moving(record) or job_id in moved or (alive and record.owner in busy)
         status = record.status.value
         lease.check(ok, f"job {job_id} is {status} and not moving after the faults stopped")
-    return list(now.values())
+
+
+def _moving(record: JobRecord) -> bool:
+    return record.status not in TERMINAL | {JobStatus.PAUSED}
 
 
 def check_all(
@@ -665,19 +681,26 @@ def _check_redone(
             resumed = next((r for r in record.recoveries if r.at.timestamp() >= ended), None)
             if hit is None or resumed is None:
                 continue  # a graceful stop, or not resumed (JOBS_MAX_RECOVERIES)
-            if any(o.at <= hit.at <= o.at + o.seconds + 3 for o in outages):
-                continue  # the store was out: no checkpoint could be saved
             latest = t0_wall + hit.at - interval
             began = attempt.started_at.timestamp()
-            before = [
-                h for when, h in shown[record.job_id, attempt.instance] if began <= when <= latest
-            ]
-            most = max(before, default=0)
+            views = shown[record.job_id, attempt.instance]
+            seen = [(when, h) for when, h in views if began <= when <= latest]
+            if not seen:
+                continue
+            first = min(when for when, _ in seen) - t0_wall
+            if any(_overlaps(o, first, hit.at) for o in outages):
+                continue  # the store was out meanwhile: no checkpoint could be saved then
+            most = max(h for _, h in seen)
             redone.check(
                 most <= resumed.hashes,
                 f"job {record.job_id}: showed {most:,} hashes at least {interval:g} s before "
                 f"a {hit.kind} at {hit.at:.1f} s, resumed from {resumed.hashes:,}",
             )
+
+
+def _overlaps(fault: Fault, start: float, end: float) -> bool:
+    """Whether a store fault, or the reconnecting after it, fell between start and end."""
+    return fault.at <= end and start <= fault.at + fault.seconds + STORE_RECOVERY_SECONDS
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -727,7 +750,7 @@ async def _run(
             server.freeze(False)
     print("faults stopped; settling", flush=True)
     lease = Invariant("every job ends, is paused, or is live and moving after the faults")
-    await check_progress(store, lease)
+    await check_progress(store, servers, lease)
     # In a thread: the proxy runs on this event loop, and a stopping server needs it.
     exits = [await anyio.to_thread.run_sync(server.stop) for server in servers]
     stopped = Invariant("every server stops cleanly (exit status 0)")
