@@ -116,8 +116,10 @@ def test_valid_arguments_are_answered(session: Session) -> None:
         arguments = bounded_waits(tool, data.draw(valid(session.schemas[tool]), label="args"))
         result = session.call(tool, arguments)
         if result.is_error:  # valid by the schema, refused by a rule: said in words
-            assert text_of(result).strip(), (tool, arguments)
-            assert "internal error" not in text_of(result).lower(), text_of(result)
+            text = text_of(result)
+            assert text.strip(), (tool, arguments)
+            # the SDK's whole answer to an exception a tool did not turn into words: a crash
+            assert text.strip() != f"Error executing tool {tool}", arguments
         else:
             assert result.structured_content is not None, (tool, arguments)
 
