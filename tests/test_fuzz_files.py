@@ -34,7 +34,7 @@ from tests.mcp_helpers import call, connect
 from tests.store_helpers import finished, make_record
 
 FILES = settings(
-    max_examples=settings().max_examples // 2,  # of the profile: ci 50, long 1000
+    max_examples=settings().max_examples // 4,  # of the profile: ci 25, long 500
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -86,7 +86,7 @@ SESSIONS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Session]]
 }
 TRANSPORTS = pytest.mark.parametrize("transport", sorted(SESSIONS))
 FUZZ = settings(
-    max_examples=settings().max_examples // 2,  # of the profile: ci 50, long 1000
+    max_examples=settings().max_examples // 4,  # of the profile: ci 25, long 500
     deadline=None,  # each example is a round trip to a server process
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

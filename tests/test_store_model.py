@@ -62,7 +62,7 @@ from tests.store_helpers import make_record
 
 # Share of the profile's `max_examples` each backend gets (ci: 100; long: 2000), so that
 # `make test` stays within its time: a database step costs tens of times a memory one.
-BUDGET = {"memory": 2.0, "json": 0.5, "sqlite": 0.4, "postgresql": 0.3}
+BUDGET = {"memory": 1.0, "json": 0.3, "sqlite": 0.25, "postgresql": 0.2}
 CLAIMABLE = ACTIVE
 PRIORITIES = ("low", "normal", "high", "critical")
 
