@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 KERNEL_C := $(wildcard pow/kernels/c/*.c pow/kernels/c/*.h)
 KERNEL_CORE := pow/kernels/c/sha256_search.c pow/kernels/c/kat.c
 
-.PHONY: run test lint bench ui ui-check bench-views test-lowest test-portable test-arm64 test-sanitize clean
+.PHONY: run test lint bench bench-views ui ui-check chaos test-long test-lowest test-portable \
+	test-arm64 test-sanitize clean
 
 # Stamps re-run the install whenever the project definition or the kernel's C code changes.
 $(VENV)/.stamp-run: pyproject.toml setup.py $(KERNEL_C)
@@ -72,6 +73,19 @@ ui:
 # A rebuild gives exactly the committed files (CI runs it).
 ui-check: ui
 	git diff --exit-code --stat -- server/ui tests/browser
+
+# A chaos run (not part of `make test`): servers on one store, busy clients and a fault
+# schedule drawn from SEED, then the invariant checker (benchmarks/chaos.py). BACKEND is
+# sqlite, postgresql (a server of its own in a temporary directory) or json.
+SECONDS ?= 120
+SEED ?= 1
+BACKEND ?= sqlite
+chaos: $(VENV)/.stamp-dev
+	PYTHONPATH=. $(BIN)/python benchmarks/chaos.py --seconds $(SECONDS) --seed $(SEED) --backend $(BACKEND)
+
+# The model-checked store and the fuzz tests with Hypothesis's long budget.
+test-long: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest --hypothesis-profile=long tests/test_store_model.py tests/test_fuzz_tools.py tests/test_fuzz_files.py
 
 # The kernel's known-answer driver cross-compiled for arm64 (with gcc, and with clang when
 # there is one) and run under qemu: the ARMv8 SHA-2 engine and the portable one against a

@@ -406,7 +406,9 @@ class JobManager:
         for record in await self.store.orphans():
             if self._closing:
                 break
-            if await self.store.adopt(self._recovered(record), from_owner=record.owner):
+            recovered = self._recovered(record)
+            if await self.store.adopt(recovered, from_owner=record.owner):
+                _log_recovery(record, recovered)  # once taken: a peer may have been quicker
                 taken += 1
         if taken:
             self.dispatcher.wake(blocked=True)
@@ -416,17 +418,9 @@ class JobManager:
     def _recovered(self, record: JobRecord) -> JobRecord:
         """The policy: what an interrupted job becomes. A job handed over to any instance
         was not interrupted: it is simply taken."""
-        owner = record.owner or "(none)"
         if record.owner == ANY_INSTANCE:
-            log.info("job %s: taken over to run here", record.job_id)
             return record.model_copy(update={"owner": self.store.instance_id, "waiting_info": None})
         if self.config.recovery == "fail":
-            log.warning(
-                "job %s: was %s when its server instance %s stopped; marked failed",
-                record.job_id,
-                record.status.value,
-                owner,
-            )
             return record.model_copy(
                 update={"status": JobStatus.FAILED, "error": INTERRUPTED_ERROR}
             )
@@ -435,7 +429,6 @@ class JobManager:
                 f"{INTERRUPTED_ERROR}; it was already resumed {len(record.recoveries)} times "
                 f"(JOBS_MAX_RECOVERIES={self.config.max_recoveries}), so it is not resumed again"
             )
-            log.warning("job %s: %s", record.job_id, error)
             return record.model_copy(update={"status": JobStatus.FAILED, "error": error})
         recoveries = [
             *record.recoveries,
@@ -446,12 +439,6 @@ class JobManager:
             attempts[-1] = attempts[-1].model_copy(
                 update={"ended_at": record.updated_at, "outcome": "interrupted"}
             )
-        log.info(
-            "job %s: resumed here from its checkpoint (%d hashes) after instance %s stopped",
-            record.job_id,
-            record.progress.hashes,
-            owner,
-        )
         return record.model_copy(
             update={
                 "status": JobStatus.QUEUED,
@@ -518,6 +505,29 @@ class JobManager:
         failed = record.model_copy(update={"status": JobStatus.FAILED, "error": INTERRUPTED_ERROR})
         if await self.store.finish(failed):
             log.info("job %s: interrupted by the shutdown; marked failed", record.job_id)
+
+
+def _log_recovery(before: JobRecord, after: JobRecord) -> None:
+    """What the recovery policy did to a job this instance took over."""
+    owner = before.owner or "(none)"
+    if before.owner == ANY_INSTANCE:
+        log.info("job %s: taken over to run here", before.job_id)
+    elif after.status is JobStatus.FAILED and after.error == INTERRUPTED_ERROR:
+        log.warning(
+            "job %s: was %s when its server instance %s stopped; marked failed",
+            before.job_id,
+            before.status.value,
+            owner,
+        )
+    elif after.status is JobStatus.FAILED:
+        log.warning("job %s: %s", before.job_id, after.error)
+    else:
+        log.info(
+            "job %s: resumed here from its checkpoint (%d hashes) after instance %s stopped",
+            before.job_id,
+            before.progress.hashes,
+            owner,
+        )
 
 
 async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: anyio.CancelScope) -> None:

@@ -93,6 +93,22 @@ def anchor_for(record: JobRecord, spec: JobSpec, block_time: float) -> Anchor | 
     return Anchor(spec.current_block_height, block_time, at=time.monotonic() - max(0.0, age))
 
 
+def _close_dangling(record: JobRecord) -> list[Attempt]:
+    """The attempts, the last one ended if it never was: its job was paused and resumed here
+    before the instance that ran it could record the pause (it was gone, or too late)."""
+    attempts = list(record.attempts)
+    if attempts and attempts[-1].ended_at is None:
+        last = attempts[-1]
+        attempts[-1] = last.model_copy(
+            update={
+                "ended_at": record.updated_at,  # the resume: the pause came no later
+                "outcome": "paused",
+                "hashes": record.progress.hashes - last.hashes,
+            }
+        )
+    return attempts
+
+
 class Runner:
     """Runs attempts of jobs; one instance per manager, one `run` call per attempt."""
 
@@ -132,10 +148,11 @@ class Runner:
     # -- the attempt -------------------------------------------------------------------------
 
     async def _run(self, job: LiveJob) -> None:
-        attempt = Attempt(started_at=utc_now(), hashes=job.record.progress.hashes)
-        job.record = job.record.model_copy(
-            update={"attempts": [*job.record.attempts, attempt], "run_after": None}
+        attempt = Attempt(
+            started_at=utc_now(), hashes=job.record.progress.hashes, instance=self.store.instance_id
         )
+        attempts = [*_close_dangling(job.record), attempt]
+        job.record = job.record.model_copy(update={"attempts": attempts, "run_after": None})
         if job.spec.age_based and not await self._wait_until_startable(job):
             return
         if job.stop is not None:

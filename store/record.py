@@ -181,6 +181,7 @@ class Attempt(BaseModel):
     outcome: str | None = None  # the status the attempt ended in, or "retried"
     error: str | None = None
     hashes: int = 0
+    instance: str | None = None  # the server instance that ran it (the job's owner then)
 
 
 class Recovery(BaseModel):

@@ -6,10 +6,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from pow_mcp.store import StoreSettings
 from tests.chain import Chain, serving_chain
 from tests.pg_server import PostgresServer
+
+# Hypothesis budgets: `ci` (the default) fits `make test`; `--hypothesis-profile=long` runs the
+# model-checked store and the fuzz tests much longer (`make test-long`, or by hand). Tests
+# that set their own `max_examples` keep it under either.
+settings.register_profile("ci", max_examples=100, stateful_step_count=20)
+settings.register_profile("long", max_examples=2000, stateful_step_count=60)
+settings.load_profile("ci")  # the pytest plugin loads --hypothesis-profile after this
 
 STORE_KINDS = ["memory", "json", "sqlite", "postgresql"]
 PERSISTENT_KINDS = ["json", "sqlite", "postgresql"]

@@ -13,10 +13,18 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from pow_mcp.pow.difficulty import age_difficulty
 from pow_mcp.pow.scheme import parse_nonce
@@ -42,6 +50,16 @@ JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN, description=JOB_ID_DESCRIPT
 # A job id argument checked by the tool itself, for an error that says what ids look like.
 JobIdArgument = Annotated[str, Field(max_length=200, description=JOB_ID_DESCRIPTION)]
 Tag = Annotated[str, Field(pattern=TAG_PATTERN, description="1-64 of A-Z a-z 0-9 _ . : -")]
+
+
+def _time_as_text(value: object) -> object:
+    # pydantic would read a number as unix seconds; the schema says an ISO 8601 string.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 time as text, e.g. '2026-01-01T00:00:00Z'")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_time_as_text)]
 
 
 class ProofArguments(BaseModel):
@@ -112,6 +130,7 @@ class ProofArguments(BaseModel):
         float | None,
         Field(
             gt=1,
+            strict=True,
             description="Structs age-based difficulty: the action's difficulty range R (> 1). "
             "The required zeros fall from 64 as blocks pass: 64 - int(log10(age)/log10(R)*63). "
             "Needs current_block_height (or the server's BLOCK_HEIGHT_URL). Example: 1800.",
@@ -160,6 +179,7 @@ class StartArguments(ProofArguments):
         float | None,
         Field(
             gt=0,
+            strict=True,
             description="Fail the job if it has hashed this many seconds without a proof "
             "(time spent queued, waiting or paused does not count). Default: no limit.",
         ),
@@ -209,7 +229,9 @@ class StartArguments(ProofArguments):
     ] = 0
     retry_delay_seconds: Annotated[
         float,
-        Field(ge=0, le=3600, description="Seconds before a retry (0-3600, default 5)."),
+        Field(
+            ge=0, le=3600, strict=True, description="Seconds before a retry (0-3600, default 5)."
+        ),
     ] = 5.0
 
     def spec(self) -> JobSpec:

@@ -107,6 +107,7 @@ def tools(manager: JobManager) -> list[Tool]:
             Field(
                 ge=0,
                 le=300,
+                strict=True,
                 description="Longest wait in seconds, 0-300 (default 30); then the records "
                 "come back as they are, with timed_out=true: call again to keep waiting.",
             ),

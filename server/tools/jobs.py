@@ -26,6 +26,7 @@ from pow_mcp.server.spec import TASK_REQUEST
 from pow_mcp.server.tools.args import (
     JOB_ID_PATTERN,
     MAX_TAGS,
+    IsoTime,
     JobIdArgument,
     StartArguments,
     Tag,
@@ -112,6 +113,7 @@ def tools(manager: JobManager) -> list[Tool]:
             Field(
                 ge=0,
                 le=300,
+                strict=True,
                 description="Longest wait in seconds, 0-300 (default 30). If the job is still "
                 "running then, you get its progress with timed_out=true; call again to keep "
                 "waiting.",
@@ -149,11 +151,11 @@ def tools(manager: JobManager) -> list[Tool]:
             ),
         ] = None,
         created_after: Annotated[
-            datetime | None,
+            IsoTime | None,
             Field(description="Only jobs created after this ISO 8601 time (UTC if no zone)."),
         ] = None,
         created_before: Annotated[
-            datetime | None,
+            IsoTime | None,
             Field(description="Only jobs created before this ISO 8601 time (UTC if no zone)."),
         ] = None,
         sort_by: Annotated[
@@ -216,6 +218,7 @@ def tools(manager: JobManager) -> list[Tool]:
             float,
             Field(
                 ge=0,
+                strict=True,
                 description="Remove completed, failed and cancelled jobs that ended at "
                 "least this many seconds ago (default 3600). 0 removes every finished job.",
             ),

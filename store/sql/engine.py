@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import socket
@@ -129,7 +130,30 @@ def _row_values(record: JobRecord) -> dict[str, Any]:
     }
 
 
+UNREADABLE = "__pow_mcp_unreadable__"
+
+
+class UnreadableRecordError(StoreError):
+    """A job's stored JSON is damaged; its row is left as it is."""
+
+
+def _lenient_json(text: str) -> Any:
+    # A damaged value reads as a marker instead of failing the whole query, so one bad row
+    # costs its own job only (SQLite: the file itself may have been damaged).
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        return {UNREADABLE: str(exc)}
+
+
 def _record(row: Row[Any]) -> JobRecord:
+    for name in ("record", "tags"):
+        value = getattr(row, name)
+        if isinstance(value, dict) and UNREADABLE in value:
+            raise UnreadableRecordError(
+                f"job {row.id}: its stored {name} is not JSON ({value[UNREADABLE]}); the row "
+                "is left as it is"
+            )
     data = dict(row.record)
     data.update(
         job_id=row.id,
@@ -287,6 +311,7 @@ class SqlJobStore(JobStore):
                 url.sqlalchemy_url,
                 poolclass=StaticPool,  # one connection per process
                 connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+                json_deserializer=_lenient_json,
             )
             event.listen(engine, "connect", _sqlite_connect)
             event.listen(engine, "begin", _sqlite_begin)
@@ -683,7 +708,7 @@ class SqlJobStore(JobStore):
         for row in rows:
             try:
                 records.append(_record(row))
-            except (FutureRecordError, ValidationError) as exc:
+            except (FutureRecordError, ValidationError, UnreadableRecordError) as exc:
                 log.warning("job %s: skipped, its stored record cannot be read: %s", row.id, exc)
         return records
 
