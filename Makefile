@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-KERNEL_C := $(wildcard pow/kernels/c/*.c pow/kernels/c/*.h)
-KERNEL_CORE := pow/kernels/c/sha256_search.c pow/kernels/c/kat.c
+KERNEL_DIR := pow_mcp/pow/kernels/c
+KERNEL_C := $(wildcard $(KERNEL_DIR)/*.c $(KERNEL_DIR)/*.h)
+KERNEL_CORE := $(KERNEL_DIR)/sha256_search.c $(KERNEL_DIR)/kat.c
 
 .PHONY: run test lint bench bench-views ui ui-check chaos test-long test-lowest test-portable \
 	test-arm64 test-sanitize clean
@@ -24,16 +25,11 @@ $(VENV)/.stamp-dev: pyproject.toml setup.py $(KERNEL_C)
 run: $(VENV)/.stamp-run
 	$(BIN)/pow-mcp
 
-# mypy checks the folders under the names they install as (pow/ as pow_mcp.pow, ...), which
-# it finds through links in build/typecheck/pow_mcp (the mypy_path in pyproject.toml); also
-# as if on Windows and macOS: an attribute those lack is an error outside a `sys.platform`
-# guard.
-TYPECHECK := build/typecheck/pow_mcp
+# mypy strict on the package, also as if on Windows and macOS: an attribute those lack is an
+# error outside a `sys.platform` guard.
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	mkdir -p $(TYPECHECK)
-	for folder in pow store server; do ln -sfn ../../../$$folder $(TYPECHECK)/$$folder; done
 	$(BIN)/mypy
 	$(BIN)/mypy --platform win32 --cache-dir .mypy_cache/win32
 	$(BIN)/mypy --platform darwin --cache-dir .mypy_cache/darwin
@@ -109,20 +105,17 @@ test-arm64:
 	    $(QEMU_ARM64) -cpu neoverse-n1 build/arm64/kat-clang --require armv8-sha2; fi
 
 # The extension built with AddressSanitizer and UBSan in a copy of the tree, and the kernel
-# tests (every message length, every engine) run against it. PYTHONPATH puts a pow_mcp
-# folder whose pow/ is the sanitized copy ahead of the venv's editable install.
+# tests (every message length, every engine) run against it: PYTHONPATH puts the copy's
+# pow_mcp ahead of the venv's editable install.
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 SAN_DIR := build/sanitize
 test-sanitize: $(VENV)/.stamp-dev
-	rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)/site/pow_mcp
-	cp -r pow tests setup.py pyproject.toml MANIFEST.in README.md LICENSE $(SAN_DIR)/
-	ln -s ../../pow $(SAN_DIR)/site/pow_mcp/pow
-	ln -s ../../../../store $(SAN_DIR)/site/pow_mcp/store
-	ln -s ../../../../server $(SAN_DIR)/site/pow_mcp/server
+	rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
+	cp -r pow_mcp tests setup.py pyproject.toml MANIFEST.in README.md LICENSE $(SAN_DIR)/
 	find $(SAN_DIR) -name '*.so' -delete
 	cd $(SAN_DIR) && CC=gcc CFLAGS="$(SAN_FLAGS) -g" LDFLAGS="$(SAN_FLAGS)" \
 	    ../../$(BIN)/python setup.py -q build_ext --inplace 2>&1 | grep -v "^$$" || true
-	cd $(SAN_DIR) && export PYTHONPATH=site ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	cd $(SAN_DIR) && export PYTHONPATH=. ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" && \
 	    ../../$(BIN)/python -c "from pow_mcp.pow.kernels import native; \

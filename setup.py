@@ -1,15 +1,11 @@
 """Build hook for the optional compiled search kernel; metadata lives in pyproject.toml.
 
-`pow_mcp.pow.kernels._sha256` (pow/kernels/c/: the search core sha256_search.c, which needs
+`pow_mcp.pow.kernels._sha256` (pow_mcp/pow/kernels/c/: the search core sha256_search.c, which needs
 no Python.h, and its binding module.c) holds the SHA-NI, AVX2, ARMv8 and portable C engines.
 It is optional: where it cannot be compiled, the install still succeeds, says how to get the
 fast path, and the kernels fall back to hashlib. No -march=native: the ISA engines
 are compiled with per-function target attributes and picked at run time, so the build runs
 on any CPU of its architecture.
-
-The folders pow/, store/ and server/ install as the subpackages of one top-level package,
-`pow_mcp` (a namespace package: it has no folder of its own), so that no module named `pow`,
-`store` or `server` lands in a user's environment.
 """
 
 import os
@@ -18,7 +14,7 @@ import sys
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
-C_DIR = os.path.join("pow", "kernels", "c")
+C_DIR = os.path.join("pow_mcp", "pow", "kernels", "c")
 
 FAST_PATH_HELP = """
 ******************************************************************************************
@@ -58,14 +54,8 @@ if os.name == "nt":
 else:
     compile_args = ["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
-FOLDERS = ("pow", "store", "server")
-
 setup(
-    package_dir={f"pow_mcp.{folder}": folder for folder in FOLDERS},
-    packages=[
-        f"pow_mcp.{package}"
-        for package in find_packages(include=[f"{folder}*" for folder in FOLDERS])
-    ],
+    packages=find_packages(include=["pow_mcp", "pow_mcp.*"]),
     ext_modules=[
         Extension(
             "pow_mcp.pow.kernels._sha256",

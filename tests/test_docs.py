@@ -10,7 +10,7 @@ from pow_mcp.store import JobStatus
 from tests.mcp_helpers import ROOT, connect
 
 README = (ROOT / "README.md").read_text()
-CODE = [p for folder in ("server", "store", "pow") for p in (ROOT / folder).rglob("*.py")]
+CODE = list((ROOT / "pow_mcp").rglob("*.py"))
 # An environment variable the code reads: env.get("X"), env["X"], os.environ.get("X").
 READS = re.compile(r"(?:env|environ)(?:\.get\(|\[)\"([A-Z][A-Z0-9_]+)\"")
 

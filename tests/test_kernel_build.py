@@ -1,6 +1,6 @@
 """Building the kernel: with gcc and with clang, without Python.h, and not at all.
 
-The core (pow/kernels/c/sha256_search.c) builds with any C compiler; its known-answer driver
+The core (pow_mcp/pow/kernels/c/sha256_search.c) builds with any C compiler; its known-answer driver
 (kat.c) checks every engine the CPU runs against a reference SHA-256. The extension builds
 with both compilers through setup.py, as pip builds it; where no compiler works, setup.py
 still succeeds, without the extension, and says how to get it.
@@ -19,7 +19,7 @@ import pytest
 from tests.test_native_kernel import cpu_flags
 
 ROOT = Path(__file__).resolve().parent.parent
-C_DIR = ROOT / "pow" / "kernels" / "c"
+C_DIR = ROOT / "pow_mcp" / "pow" / "kernels" / "c"
 CORE = [str(C_DIR / "kat.c"), str(C_DIR / "sha256_search.c")]
 COMPILERS = ["gcc", "clang"]
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]

@@ -1,5 +1,5 @@
-"""The installed package: one top-level import name, `pow_mcp`, whatever the folders are
-called, so that nothing named `pow`, `store` or `server` lands in a user's environment."""
+"""The installed package: one top-level import name, `pow_mcp`, so that nothing named `pow`,
+`store` or `server` lands in a user's environment; and the layering its three parts keep."""
 
 from __future__ import annotations
 

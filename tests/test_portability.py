@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("pow", "store", "server")
+PACKAGES = ("pow_mcp/pow", "pow_mcp/store", "pow_mcp/server")
 
 POSIX_MODULES = frozenset(
     {"fcntl", "termios", "tty", "pty", "resource", "pwd", "grp", "posix", "syslog", "crypt"}
@@ -273,7 +273,8 @@ def package_modules() -> Iterator[Path]:
 def test_the_package_has_modules_to_check() -> None:
     modules = [p.relative_to(ROOT).as_posix() for p in package_modules()]
     assert len(modules) > 40
-    assert {"store/jsonfile/locks.py", "pow/worker.py", "server/app.py"} <= set(modules)
+    expected = {"store/jsonfile/locks.py", "pow/worker.py", "server/app.py"}
+    assert {f"pow_mcp/{module}" for module in expected} <= set(modules)
 
 
 def test_no_posix_only_import_or_call_outside_a_platform_guard() -> None:

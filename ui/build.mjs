@@ -1,8 +1,8 @@
 // Builds the job view into single HTML files (script and style inline, nothing loaded from
 // the network) and the licences of the third-party code they bundle:
-//   server/ui/job-view.html      the MCP App (ui://pow-mcp/job)
-//   server/ui/jobs-page.html     the browser pages /jobs and /jobs/{job_id}
-//   server/ui/THIRD_PARTY_LICENSES.md
+//   pow_mcp/server/ui/job-view.html      the MCP App (ui://pow-mcp/job)
+//   pow_mcp/server/ui/jobs-page.html     the browser pages /jobs and /jobs/{job_id}
+//   pow_mcp/server/ui/THIRD_PARTY_LICENSES.md
 //   tests/browser/host.html      the tests' minimal MCP Apps host (AppBridge + MCP client)
 // The output is deterministic: `make ui-check` rebuilds and compares with what is committed.
 
@@ -15,9 +15,9 @@ import { build } from "esbuild";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, "..");
-const packaged = join(repo, "server", "ui");
+const packaged = join(repo, "pow_mcp", "server", "ui");
 const LICENSES = "THIRD_PARTY_LICENSES.md";
-const NOTICE = `<!-- Built from ui/ by \`make ui\`. It bundles third-party code: see ${LICENSES} beside pow-mcp's server/ui/. -->`;
+const NOTICE = `<!-- Built from ui/ by \`make ui\`. It bundles third-party code: see ${LICENSES} beside pow-mcp's pow_mcp/server/ui/. -->`;
 
 const targets = [
   { entry: "src/app.ts", template: "src/app.html", out: join(packaged, "job-view.html") },

@@ -2,7 +2,7 @@
 `io.modelcontextprotocol/ui`) to clients that declare it, and as browser pages
 (`GET /jobs`, `GET /jobs/{job_id}`) beside `/mcp` over HTTP.
 
-Both are single HTML files built from `ui/` into `server/ui/` (`make ui`). They load nothing
+Both are single HTML files built from `ui/` into `pow_mcp/server/ui/` (`make ui`). They load nothing
 from the network and fill themselves through the MCP tools, as their caller: the App through
 its host, the pages through the server's own `/mcp` with the caller's token. So they see
 exactly what that caller sees through MCP, and the pages themselves hold no job data.
@@ -47,7 +47,7 @@ PAGE_HEADERS = {
 
 @cache
 def asset(name: str) -> str:
-    """A built file of the view (server/ui/)."""
+    """A built file of the view (pow_mcp/server/ui/)."""
     return files("pow_mcp.server").joinpath("ui", name).read_text(encoding="utf-8")
 
 
