@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,98 @@ def test_the_console_script_names_the_package(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("pow-mcp ")
+
+
+# -- the layering ------------------------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pow_mcp"
+LAYERS = ("pow", "store", "server")  # each imports only the ones before it
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules `path` imports, wherever in it (not under `if TYPE_CHECKING`)."""
+    found: set[str] = set()
+
+    class Imports(ast.NodeVisitor):
+        def visit_If(self, node: ast.If) -> None:
+            test = node.test
+            name = test.id if isinstance(test, ast.Name) else getattr(test, "attr", "")
+            for child in node.orelse if name == "TYPE_CHECKING" else [*node.body, *node.orelse]:
+                self.visit(child)
+
+        def visit_Import(self, node: ast.Import) -> None:
+            found.update(alias.name for alias in node.names)
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            if node.module is None:
+                return
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                is_file = any(
+                    (PACKAGE.parent / submodule.replace(".", "/")).parent.glob(f"{alias.name}.*")
+                )
+                found.add(submodule if submodule in modules or is_file else node.module)
+
+    Imports().visit(ast.parse(path.read_text(encoding="utf-8")))
+    return {name for name in found if name in modules}
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
+    names = set(paths)
+    return {name: imported(path, names) - {name} for name, path in paths.items()}
+
+
+def test_each_part_imports_only_the_parts_before_it() -> None:
+    wrong = [
+        f"{module} -> {target}"
+        for module, targets in import_graph().items()
+        for target in targets
+        if module.count(".")
+        and target.count(".")
+        and LAYERS.index(target.split(".")[1]) > LAYERS.index(module.split(".")[1])
+    ]
+    assert wrong == []
+
+
+def test_no_import_cycle() -> None:
+    graph = import_graph()
+    assert len(graph) > 60
+    cycles = [component for component in strongly_connected(graph) if len(component) > 1]
+    assert cycles == []
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's components of the graph."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return components
