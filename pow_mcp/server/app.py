@@ -23,7 +23,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pow_mcp.server import resources
 from pow_mcp.server.auth import CALLER, LOCAL_CALLER, HttpGate, caller_of, is_loopback, own_names
 from pow_mcp.server.config import Config, ConfigError
-from pow_mcp.server.manager import JobManager, open_manager
+from pow_mcp.server.jobs.manager import JobManager
+from pow_mcp.server.lifecycle import open_manager
 from pow_mcp.server.oauth import TokenCheck, open_token_check
 from pow_mcp.server.oauth_gate import ResourceServer, resource_metadata, write_tools_of
 from pow_mcp.server.resources import JobFeed, ResourceWire

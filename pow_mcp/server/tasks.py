@@ -48,9 +48,9 @@ from mcp_types import (
 )
 from pydantic import Field
 
-from pow_mcp.server.manager import JobManager, UnknownJob
+from pow_mcp.server.jobs.manager import JobManager, UnknownJob
+from pow_mcp.server.jobs.spec import TASK_REQUEST, TaskRequest
 from pow_mcp.server.schemas import BatchAnswer
-from pow_mcp.server.spec import TASK_REQUEST, TaskRequest
 from pow_mcp.server.tools.args import JOB_ID_PATTERN
 from pow_mcp.server.tools.common import answer, describe
 from pow_mcp.server.tools.jobs import start_answer

@@ -24,8 +24,8 @@ from pow_mcp.pow.policy import (
     plan_jobs,
 )
 from pow_mcp.pow.pool import HashingPool
-from pow_mcp.server.blocks import Anchor
-from pow_mcp.server.spec import JobSpec
+from pow_mcp.server.jobs.blocks import Anchor
+from pow_mcp.server.jobs.spec import JobSpec
 from pow_mcp.store.record import JobRecord, WaitingInfo
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from pow_mcp.pow.difficulty import age_difficulty, eta_seconds, first_valid_age,
 from pow_mcp.pow.layout import LAYOUT_LATEST
 from pow_mcp.pow.pool.base import HashingPool
 from pow_mcp.pow.scheduler import Best, Checkpoint, Outcome, OutcomeKind, Progress, SearchTask
-from pow_mcp.server.blocks import Anchor, BlockClock
 from pow_mcp.server.config import Config
-from pow_mcp.server.planner import Planner, plan_info
-from pow_mcp.server.spec import JobSpec
+from pow_mcp.server.jobs.blocks import Anchor, BlockClock
+from pow_mcp.server.jobs.planner import Planner, plan_info
+from pow_mcp.server.jobs.spec import JobSpec
 from pow_mcp.store import JobRecord, JobStatus, JobStore, StoreError, StoreWriteError, utc_now
 from pow_mcp.store.record import (
     ACTIVE,
