@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import urlparse
@@ -145,7 +145,7 @@ async def _http_server(
             config.host,
             config.port,
         )
-    return uvicorn.Server(
+    return _HttpServer(
         uvicorn.Config(
             app,
             log_level="warning",
@@ -157,6 +157,21 @@ async def _http_server(
             timeout_graceful_shutdown=HTTP_GRACEFUL_STOP_SECONDS,
         )
     )
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the server's stop signals are handled in one
+    place (`_stop_on_signal`), which also ends clients' waits.
+
+    uvicorn's handlers would take SIGTERM from ours while it serves wherever ours are plain
+    `signal.signal` handlers (Windows), so open waits would run into the graceful timeout,
+    and it raises the signal again once it has stopped, which ends the process by the
+    default action once ours are gone.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _accept_resource_host(security: TransportSecuritySettings, resource: str) -> None:
