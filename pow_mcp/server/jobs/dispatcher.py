@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable
 import anyio
 from anyio.abc import TaskGroup
 
-from pow_mcp.server.jobs.runner import LiveJob, Runner, StopReason, anchor_for
+from pow_mcp.server.jobs.live import LiveJob, StopReason, anchor_for
+from pow_mcp.server.jobs.runner import Runner
 from pow_mcp.server.jobs.spec import JobInputError, JobSpec
 from pow_mcp.store import TERMINAL, JobRecord, JobStatus, JobStore, StoreError, utc_now
 

@@ -14,8 +14,7 @@ from pow_mcp.server.auth import CALLER
 from pow_mcp.server.config import Config
 from pow_mcp.server.jobs.blocks import Anchor, BlockClock
 from pow_mcp.server.jobs.dispatcher import Dispatcher
-from pow_mcp.server.jobs.planner import plan_info, preview
-from pow_mcp.server.jobs.runner import waiting_info
+from pow_mcp.server.jobs.planner import plan_info, preview, waiting_info
 from pow_mcp.server.jobs.spec import JobInputError, JobSpec, TaskRequest, new_id
 from pow_mcp.store import JobRecord, JobStatus, JobStore, utc_now
 from pow_mcp.store.record import UNFINISHED, Checkpoint

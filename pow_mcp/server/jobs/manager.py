@@ -24,8 +24,9 @@ from pow_mcp.server.config import Config
 from pow_mcp.server.jobs.blocks import Anchor, BlockClock
 from pow_mcp.server.jobs.dispatcher import Dispatcher
 from pow_mcp.server.jobs.intake import Intake
+from pow_mcp.server.jobs.live import LiveJob, StopReason
 from pow_mcp.server.jobs.recovery import Recoveries
-from pow_mcp.server.jobs.runner import LiveJob, Runner, StopReason
+from pow_mcp.server.jobs.runner import Runner
 from pow_mcp.server.jobs.spec import JobInputError, JobSpec, TaskRequest
 from pow_mcp.server.jobs.waits import ProgressReporter, Waits
 from pow_mcp.store import (
@@ -270,7 +271,7 @@ class JobManager:
         self._closing = True
         self.recoveries.closing = True
         self.begin_stop()
-        self.runner.closing = True
+        self.runner.endings.closing = True
         await self.dispatcher.stop_all(StopReason.SHUTDOWN)
         with contextlib.suppress(StoreError):
             await self.writer.flush()
