@@ -52,6 +52,7 @@ def compare(engines: list[str], seconds: float, rounds: int) -> None:
     except (OSError, subprocess.CalledProcessError) as exc:
         print(f"no baseline ({exc}); rates of today's kernel only follow")
         return
+    engines = [e for e in engines if e in old.engines()]  # engines added since have no "before"
     probes: dict[tuple[str, str, str], Callable[[], float]] = {}
     for label, prefix in PREFIX_CLASSES.items():
         for engine in engines:
