@@ -30,7 +30,8 @@ from pow_mcp.server.oauth_gate import ResourceServer, resource_metadata, write_t
 from pow_mcp.server.resources import JobFeed, ResourceWire
 from pow_mcp.server.signals import stop_signals
 from pow_mcp.server.stdio import serve_stdio
-from pow_mcp.server.tasks import TaskBoard, TasksProtocol
+from pow_mcp.server.tasks.board import TaskBoard
+from pow_mcp.server.tasks.protocol import TasksProtocol
 from pow_mcp.server.tools import build_tools
 from pow_mcp.server.view import add_pages, is_page, job_view_extension, view_middleware
 
