@@ -14,15 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pow_mcp.pow.difficulty import age_difficulty
-from pow_mcp.pow.policy import (
-    AgeJob,
-    Plan,
-    PlanKind,
-    TargetStart,
-    hashing_order,
-    plan_job,
-    plan_jobs,
-)
+from pow_mcp.pow.plan import AgeJob, Plan, PlanKind, TargetStart
+from pow_mcp.pow.policy import hashing_order, plan_job, plan_jobs
 from pow_mcp.pow.pool import HashingPool
 from pow_mcp.server.blocks import Anchor
 from pow_mcp.server.spec import JobSpec
