@@ -11,17 +11,12 @@ together with the bookkeeping; the server's event loop posts commands to it and 
 job's progress and outcome back through a queue, as with `LocalPool`. Neither Dask's
 traffic nor the chunk bookkeeping runs on the MCP server's loop.
 
-Timing. A chunk is about `chunk_seconds` of one worker thread's measured work. Each thread
-of a worker holds one chunk, and one more chunk is sent to the worker `prefetch_seconds`
-before its first one should end: a task reaches a worker only some 10-25 ms after it is
-submitted (the client and the scheduler batch their messages), so without that the worker
-would idle that long per chunk; sent earlier, the spare chunk would sit queued, and a stop
-would wait for it too. So a stop is over within about one chunk plus `prefetch_seconds`
-(0.65 s) when the worker's rate was measured right; a worker's first chunks are half size,
-before a real one measured it.
-A cancel drops the job's tasks on the cluster at once: queued ones never start, and one
-already running ends with its chunk (Dask cannot interrupt a running task: that is why a
-chunk is short).
+Modules. `DaskPool` is one object built in layers, a module each, every one on top of the
+one before: `cluster.ClusterLayer` (the pool's loop, the connection, the workers and their
+calibration), `jobs.JobsLayer` (the jobs' commands and events, their wait for the cluster),
+`chunks.ChunksLayer` (chunks out to the workers and back, and their timing), and
+`pool.DaskPool` (what callers see, opening and closing, the thread's main loop). What the
+workers run is `tasks`.
 
 Failures.
 - A worker dies: chunks are pinned to a worker only loosely, so the scheduler runs the
@@ -43,6 +38,7 @@ Failures.
   bound stands in for a lease, which tasks would otherwise have to poll.
 """
 
-from pow_mcp.pow.pool.dask.pool import ClusterError, DaskPool
+from pow_mcp.pow.pool.dask.cluster import ClusterError
+from pow_mcp.pow.pool.dask.pool import DaskPool
 
 __all__ = ["ClusterError", "DaskPool"]
