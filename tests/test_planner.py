@@ -7,9 +7,9 @@ from typing import Any
 
 from pow_mcp.pow.plan import AUTO
 from pow_mcp.pow.policy import hashing_order
-from pow_mcp.server.blocks import Anchor
-from pow_mcp.server.planner import Planner, plan_info
-from pow_mcp.server.spec import JobSpec
+from pow_mcp.server.jobs.blocks import Anchor
+from pow_mcp.server.jobs.planner import Planner, plan_info
+from pow_mcp.server.jobs.spec import JobSpec
 from pow_mcp.store import JobStatus
 from tests.store_helpers import make_record
 
