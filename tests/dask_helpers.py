@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,16 +16,11 @@ from pathlib import Path
 import psutil
 from distributed import Client
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 IDLE = 0.25  # of one CPU: a worker below this is not hashing (a hashing one uses ~1)
 WINDOW = 0.1  # seconds of CPU time per sample
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class DaskProcesses:

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,8 @@ from typing import Any
 from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters
 from mcp_types import CONNECTION_CLOSED, CallToolResult
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,12 +113,6 @@ def kill_server(data_dir: Path) -> None:
 
 def jobs_file(data_dir: Path) -> dict[str, Any]:
     return json.loads((data_dir / "jobs.json").read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -14,12 +14,13 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import psycopg
+
+from tests.ports import free_port
 
 USER = "pow"
 
@@ -48,13 +49,6 @@ def _version(path: str) -> float:
         return 0.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class PostgresServer:
     """One server; `url(db)` gives a postgresql:// URL with the password."""
 
@@ -67,7 +61,7 @@ class PostgresServer:
             )
         self.bin = bin_dir
         self.password = secrets.token_hex(8)
-        self.port = _free_port()
+        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="pow-pg-"))
         self.data = self.root / "data"
         self._run_as: str | None = None

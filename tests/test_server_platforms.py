@@ -10,7 +10,6 @@ import logging
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 from pow_mcp.server.config import LOCAL_DATA_DIR, default_data_dir, load_config
 from pow_mcp.server.signals import STOP_SIGNALS
 from tests.mcp_helpers import ROOT, server_env
+from tests.ports import free_port
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -140,13 +140,6 @@ def test_a_stop_signal_as_soon_as_it_says_it_serves_is_graceful(tmp_path: Path) 
     text = err.rest()
     assert proc.returncode == 0, text
     assert "pow-mcp stopped" in text
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- the default data directory ----------------------------------------------------------------
