@@ -109,6 +109,19 @@ def cpu_use(pids: list[int], window: float = WINDOW) -> list[float]:
     return [(b - a) / elapsed for a, b in zip(before, after, strict=True)]
 
 
+def wait_until_busy(pids: list[int], timeout: float = 5.0) -> None:
+    """Return once every process is seen busy in one sample (as `cpu_use` takes them): all of
+    them hash. A sample can catch a hashing process short of a CPU while other tests run
+    beside this one, so it samples again, up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sample = cpu_use(pids)
+        if all(use > IDLE for use in sample):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"workers {pids} not all hashing within {timeout} s: {sample}")
+
+
 def seconds_until_idle(pids: list[int], since: float, timeout: float = 5.0) -> float:
     """Seconds from `since` (time.monotonic()) until every process is idle (sampled)."""
     while time.monotonic() - since < timeout:

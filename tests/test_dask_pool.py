@@ -25,12 +25,12 @@ from pow_mcp.pow.pool.dask import ClusterError, DaskPool
 from pow_mcp.pow.scheduler import Checkpoint, Chunk, OutcomeKind, SearchTask
 from pow_mcp.pow.scheme import ActionType, structs_prefix
 from tests.dask_helpers import (
-    IDLE,
     ROOT,
     cpu_use,
     dask_processes,
     free_port,
     seconds_until_idle,
+    wait_until_busy,
     worker_pids,
 )
 
@@ -79,7 +79,7 @@ async def test_cancel_stops_the_hashing_on_the_cluster_within_a_second(cluster: 
         handle = pool.submit("endless", SearchTask("dask-cancel-", 64), lambda _: hashing.set())
         with anyio.fail_after(30):
             await hashing.wait()
-        assert all(use > IDLE for use in await anyio.to_thread.run_sync(cpu_use, pids))
+        await anyio.to_thread.run_sync(wait_until_busy, pids)
         cancelled = time.monotonic()
         pool.cancel("endless")
         outcome = await handle.wait()
@@ -197,7 +197,7 @@ def test_nothing_hashes_on_the_cluster_after_its_owner_is_sigkilled(cluster: str
     try:
         assert owner.stdout is not None
         assert owner.stdout.readline().strip() == "HASHING"
-        assert all(use > IDLE for use in cpu_use(pids))
+        wait_until_busy(pids)
         owner.kill()
         killed = time.monotonic()
         owner.wait()
