@@ -84,6 +84,7 @@ class PostgresServer:
             "-E",
             "UTF8",
             "--no-instructions",
+            "--no-sync",  # a throwaway cluster (it runs with fsync=off too)
         )
 
     def _pg(self, program: str, *args: str) -> None:
