@@ -6,8 +6,8 @@ KERNEL_DIR := pow_mcp/pow/kernels/c
 KERNEL_C := $(wildcard $(KERNEL_DIR)/*.c $(KERNEL_DIR)/*.h)
 KERNEL_CORE := $(KERNEL_DIR)/sha256_search.c $(KERNEL_DIR)/kat.c
 
-.PHONY: run test lint bench bench-views ui ui-check chaos test-long test-lowest test-portable \
-	test-arm64 test-sanitize clean
+.PHONY: run test suite lint bench bench-views ui ui-check chaos test-long test-lowest \
+	test-portable test-arm64 test-sanitize clean
 
 # Stamps re-run the install whenever the project definition or the kernel's C code changes.
 $(VENV)/.stamp-run: pyproject.toml setup.py $(KERNEL_C)
@@ -34,8 +34,19 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/mypy --platform win32 --cache-dir .mypy_cache/win32
 	$(BIN)/mypy --platform darwin --cache-dir .mypy_cache/darwin
 
-test: lint
-	$(BIN)/python -m pytest
+# The suite in parallel worker processes (pytest-xdist): many tests spend their time waiting
+# on the servers, browsers and databases they start. Tests in an xdist_group (tests/conftest.py)
+# run on one worker, one after another. `make test PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= 4
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+
+# Lint and the suite side by side: the suite mostly waits, mypy mostly computes. Either
+# failing fails `make test`; the slowest tests are listed at the end.
+test: $(VENV)/.stamp-dev
+	$(MAKE) --no-print-directory -j2 lint suite
+
+suite: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=15
 
 # The suite against the lowest versions our dependency floors allow, in a venv of its own:
 # the floors in pyproject.toml must be floors that work.
@@ -46,13 +57,13 @@ test-lowest:
 	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
 	$(LOWEST)/bin/python .ci/lowest_constraints.py pyproject.toml > $(LOWEST)/constraints.txt
 	$(LOWEST)/bin/python -m pip install --quiet -c $(LOWEST)/constraints.txt -e '.[dev]'
-	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) --durations=15
 
 # The whole suite again with the code macOS and Windows run where Linux has its own: file
 # locks through portalocker, parent death by the parent's sentinel, stop signals through
 # plain handlers. (Windows itself cannot run here; `make lint` type-checks for it.)
 test-portable: $(VENV)/.stamp-dev
-	POW_PORTABLE=1 $(BIN)/python -m pytest
+	POW_PORTABLE=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=15
 
 bench: $(VENV)/.stamp-run
 	$(BIN)/python benchmarks/hashrate.py

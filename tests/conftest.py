@@ -22,10 +22,23 @@ settings.load_profile("ci")  # the pytest plugin loads --hypothesis-profile afte
 STORE_KINDS = ["memory", "json", "sqlite", "postgresql"]
 PERSISTENT_KINDS = ["json", "sqlite", "postgresql"]
 
+# `make test` runs the suite in parallel worker processes (pytest-xdist, `--dist loadgroup`).
+# The tests of one group run on one worker, one after another (xdist hands out the groups
+# first, as its largest units of work):
+# - TIMING: tests that read how much CPU hashing processes use, or bound in seconds how long
+#   hashing goes on: no two of them hash at once. (Tests of other workers still run beside
+#   them, as other programs may on any machine.)
+# - BROWSER: the browser tests, which share one Chromium (a module fixture).
+# - COMPILE: the kernel builds, each a CPU's worth for many seconds: one at a time.
+TIMING = pytest.mark.xdist_group("timing")
+BROWSER = pytest.mark.xdist_group("browser")
+COMPILE = pytest.mark.xdist_group("compile")
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the whole session (each test gets its own database)."""
+    """One PostgreSQL server for the test process (each xdist worker starts its own), each
+    test with a database of its own on it."""
     server = PostgresServer()
     server.start()
     try:

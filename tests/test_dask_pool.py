@@ -24,6 +24,7 @@ from pow_mcp.pow.kernels import available_kernels
 from pow_mcp.pow.pool.dask import ClusterError, DaskPool
 from pow_mcp.pow.scheduler import Checkpoint, Chunk, OutcomeKind, SearchTask
 from pow_mcp.pow.scheme import ActionType, structs_prefix
+from tests.conftest import TIMING
 from tests.dask_helpers import (
     ROOT,
     cpu_use,
@@ -33,6 +34,8 @@ from tests.dask_helpers import (
     wait_until_busy,
     worker_pids,
 )
+
+pytestmark = TIMING  # the cluster's workers' CPU time tells whether they hash
 
 C_KERNEL = next(iter(available_kernels()))
 CHUNK = 0.5  # DaskPool's default chunk_seconds: the bound on hashing after a cancel

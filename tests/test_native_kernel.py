@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from pow_mcp.pow.kernels import ChunkResult, HashlibKernel, available_kernels, get_kernel, native
 from pow_mcp.pow.layout import LAYOUT_LATEST, LAYOUT_PLAIN, segments
+from tests.conftest import TIMING
 
 REFERENCE = HashlibKernel()
 KERNELS = native.kernels()
@@ -470,6 +471,7 @@ def test_extension_rejects_what_it_cannot_do() -> None:
     assert ext.search("scalar-c", b"x", U64 - 1, 1, 1)[1] == 1
 
 
+@TIMING
 @pytest.mark.parametrize("name", NAMES)
 def test_releases_the_gil(name: str) -> None:
     kernel = KERNELS[name]

@@ -16,6 +16,7 @@ import pytest
 from mcp import Client
 
 from tests.chain import Chain
+from tests.conftest import TIMING
 from tests.mcp_helpers import (
     call,
     call_error,
@@ -59,6 +60,7 @@ def proof_of(record: Record, prefix: str) -> str:
 # -- pause and resume -------------------------------------------------------------------------
 
 
+@TIMING
 async def test_pause_frees_the_workers_and_resume_continues(tmp_path: Path) -> None:
     async with connect(tmp_path) as client:
         job = await call(client, "start_proof_of_work", prefix="pause-", difficulty=64)
@@ -111,6 +113,7 @@ async def test_a_paused_job_stays_paused_across_a_restart_and_resumes_from_its_c
         await call(client, "cancel_job", job_id=job["job_id"])
 
 
+@TIMING
 async def test_timeout_counts_running_time_only(tmp_path: Path) -> None:
     async with connect(tmp_path) as client:
         job = await call(

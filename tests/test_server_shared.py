@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 
+from tests.conftest import TIMING
 from tests.mcp_helpers import call, connect, server_goes_away, server_pids
 from tests.test_server_lifecycle import children_of
 
@@ -29,6 +30,7 @@ def cpu_used_over(pids: list[int], seconds: float) -> float:
     return cpu_seconds(pids) - before
 
 
+@TIMING
 async def test_any_server_sees_and_cancels_any_job(
     tmp_path: Path, store_env: dict[str, str]
 ) -> None:
