@@ -44,7 +44,7 @@ from pow_mcp.store import (
     open_store,
     utc_now,
 )
-from pow_mcp.store.api import visible
+from pow_mcp.store.query import visible
 from pow_mcp.store.record import ANY_INSTANCE, UNFINISHED, Checkpoint, Recovery
 from pow_mcp.store.writer import ProgressWriter
 

@@ -22,7 +22,6 @@ from pow_mcp.store.api import (
     DataDirError,
     JobExistsError,
     JobNotFoundError,
-    JobQuery,
     JobStore,
     StoreClosedError,
     StoreConfigError,
@@ -31,6 +30,7 @@ from pow_mcp.store.api import (
 )
 from pow_mcp.store.jsonfile import JOBS_FILE, JsonFileJobStore
 from pow_mcp.store.memory import MemoryJobStore
+from pow_mcp.store.query import JobQuery
 from pow_mcp.store.record import (
     ACTIVE,
     ANY_INSTANCE,

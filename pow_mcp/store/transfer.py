@@ -15,9 +15,10 @@ from pathlib import Path
 
 import anyio
 
-from pow_mcp.store.api import JobExistsError, JobQuery, JobStore, StoreError
+from pow_mcp.store.api import JobExistsError, JobStore, StoreError
 from pow_mcp.store.jsonfile.codec import UnreadableFile, encode_line, parse, render
 from pow_mcp.store.jsonfile.file import write_atomic
+from pow_mcp.store.query import JobQuery
 from pow_mcp.store.record import JobRecord
 
 log = logging.getLogger(__name__)

@@ -26,14 +26,11 @@ import anyio
 
 from pow_mcp.store.api import (
     DataDirError,
-    Expiry,
     JobExistsError,
-    JobQuery,
     JobStore,
     StoreClosedError,
     StoreError,
     StoreWriteError,
-    runnable_order,
 )
 from pow_mcp.store.jsonfile import damage
 from pow_mcp.store.jsonfile.codec import Contents, Entry, encode_line
@@ -52,6 +49,7 @@ from pow_mcp.store.jsonfile.locks import (
     owner_alive,
     sweep_dead_instances,
 )
+from pow_mcp.store.query import Expiry, JobQuery, runnable_order
 from pow_mcp.store.record import ACTIVE, JobRecord, JobStatus
 from pow_mcp.store.transitions import Change, Condition, apply_change
 from pow_mcp.store.writer import GroupCommit

@@ -51,9 +51,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from pow_mcp.store.api import (
-    Expiry,
     JobExistsError,
-    JobQuery,
     JobStore,
     StoreClosedError,
     StoreConfigError,
@@ -61,6 +59,7 @@ from pow_mcp.store.api import (
     StoreWriteError,
 )
 from pow_mcp.store.jsonfile.file import ensure_dir
+from pow_mcp.store.query import Expiry, JobQuery
 from pow_mcp.store.record import (
     ACTIVE,
     TERMINAL,
