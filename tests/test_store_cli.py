@@ -231,13 +231,14 @@ def test_a_database_of_the_first_schema_is_upgraded_with_its_jobs(
     from alembic.config import Config
     from sqlalchemy import create_engine
 
-    from pow_mcp.store.sql import engine as sql_engine
     from pow_mcp.store.sql.migrate import MIGRATIONS
+    from pow_mcp.store.sql.rows import row_values
+    from pow_mcp.store.sql.tables import jobs
     from pow_mcp.store.url import parse_database_url
 
     url = parse_database_url(store_settings.database_url or "", store_settings.data_dir)
     record = make_record(JobStatus.COMPLETED)
-    row = sql_engine._row_values(record)
+    row = row_values(record)
     del row["task_id"]  # the first schema has no such column
     store_settings.data_dir.mkdir(parents=True, exist_ok=True)
     old = create_engine(url.sqlalchemy_url)
@@ -246,7 +247,7 @@ def test_a_database_of_the_first_schema_is_upgraded_with_its_jobs(
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = conn
         command.upgrade(config, "0001")
-        conn.execute(sql_engine.jobs.insert().values(**row))
+        conn.execute(jobs.insert().values(**row))
     old.dispose()
 
     migrate = pow_mcp(store_settings, "db", "migrate")

@@ -101,7 +101,7 @@ async def connect(settings: StoreSettings, *, serving: bool = True) -> JobStore:
         return MemoryJobStore(instance_id)
     if settings.database_url is None:
         return await JsonFileJobStore.open(settings.data_dir, instance_id)
-    from pow_mcp.store.sql.engine import SqlJobStore  # SQLAlchemy only when a database is used
+    from pow_mcp.store.sql.store import SqlJobStore  # SQLAlchemy only when a database is used
 
     url = parse_database_url(settings.database_url, settings.data_dir)
     return await SqlJobStore.open(
@@ -115,7 +115,7 @@ async def migrate(settings: StoreSettings) -> tuple[str | None, str | None]:
     settings.check()
     if not settings.persist or settings.database_url is None:
         return None, None
-    from pow_mcp.store.sql.engine import SqlJobStore
+    from pow_mcp.store.sql.store import SqlJobStore
 
     url = parse_database_url(settings.database_url, settings.data_dir)
     store = await SqlJobStore.open(url, new_instance_id(), settings.lease_seconds, register=False)
