@@ -60,7 +60,7 @@ setup(
         Extension(
             "pow_mcp.pow.kernels._sha256",
             sources=[os.path.join(C_DIR, "sha256_search.c"), os.path.join(C_DIR, "module.c")],
-            depends=[os.path.join(C_DIR, "sha256_search.h")],
+            depends=[os.path.join(C_DIR, h) for h in ("sha256_search.h", "sha256_lanes.h")],
             extra_compile_args=compile_args,
         )
     ],

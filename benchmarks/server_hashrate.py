@@ -24,19 +24,24 @@ async def through_server(workers: int, hashes: int) -> float:
     return hash_rate(record)
 
 
+def compare(workers: int, seconds: float, rounds: int) -> None:
+    """Print the bare pool's rate and one job's through the server, best of interleaved rounds."""
+    pool = server = 0.0
+    for _ in range(rounds):  # interleaved, so a noisy minute hits both figures alike
+        pool = max(pool, pool_rate(workers, 2.0))
+        server = max(server, anyio.run(through_server, workers, int(pool * seconds)))
+    print(f"CPU: {cpu_model()}; {workers} workers; best of {rounds} rounds")
+    print(f"bare pool (baseline)        {pool / 1e6:8.2f} M hashes/s   1.00x")
+    print(f"one job through the server  {server / 1e6:8.2f} M hashes/s   {server / pool:4.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--rounds", type=int, default=3, help="figures are the best of these")
     args = parser.parse_args()
-    pool = server = 0.0
-    for _ in range(args.rounds):  # interleaved, so a noisy minute hits both figures alike
-        pool = max(pool, pool_rate(args.workers, 2.0))
-        server = max(server, anyio.run(through_server, args.workers, int(pool * args.seconds)))
-    print(f"CPU: {cpu_model()}; {args.workers} workers; best of {args.rounds} rounds")
-    print(f"bare pool (baseline)        {pool / 1e6:8.2f} M hashes/s   1.00x")
-    print(f"one job through the server  {server / 1e6:8.2f} M hashes/s   {server / pool:4.2f}x")
+    compare(args.workers, args.seconds, args.rounds)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pow_mcp.server.blocks import Anchor, parse_height
+from pow_mcp.server.jobs.blocks import Anchor, parse_height
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ async def test_a_recovery_lost_to_a_peer_is_not_logged_as_done(
         await m.store.create([gone.model_copy(update={"owner": "peer-2"})])  # taken already
         stale = [gone]  # what this instance saw a moment before the peer took it
         m.store.orphans = lambda: _returning(stale)  # type: ignore[method-assign]
-        with caplog.at_level(logging.INFO, logger="pow_mcp.server.manager"):
+        with caplog.at_level(logging.INFO, logger="pow_mcp.server.jobs.manager"):
             assert await m.recover_orphans() == 0
         assert not any(gone.job_id in r.getMessage() for r in caplog.records)
         assert (await m.store.get(gone.job_id)).owner == "peer-2"  # type: ignore[union-attr]

@@ -17,10 +17,10 @@ from pow_mcp.pow.layout import LAYOUT_LATEST
 from pow_mcp.pow.pool.base import JobHandle, ProgressCallback
 from pow_mcp.pow.pool.inline import InlinePool
 from pow_mcp.pow.scheduler import Outcome, OutcomeKind, Progress, SearchTask
-from pow_mcp.server.blocks import BlockClock
 from pow_mcp.server.config import Config
-from pow_mcp.server.manager import JobManager
-from pow_mcp.server.spec import JobInputError, JobSpec
+from pow_mcp.server.jobs.blocks import BlockClock
+from pow_mcp.server.jobs.manager import JobManager
+from pow_mcp.server.jobs.spec import JobInputError, JobSpec
 from pow_mcp.store import ANY_INSTANCE, JobRecord, JobStatus, MemoryJobStore
 from pow_mcp.store.record import INTERRUPTED_ERROR, Recovery
 from tests.store_helpers import make_record

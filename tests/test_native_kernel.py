@@ -106,9 +106,12 @@ def test_extension_is_built_with_the_kernels_this_cpu_can_run() -> None:
     flags = cpu_flags()
     if "sha_ni" in flags:
         assert NAMES[0] == "sha-ni", NAMES
+        assert "sha-ni+sse" in NAMES
     if "avx2" in flags:
         assert "avx2" in NAMES
-    assert get_kernel("auto").name == NAMES[0]
+    # "auto" is the first engine, or one that measured faster on this CPU
+    # (tests/test_kernel_select.py).
+    assert get_kernel("auto").name in {NAMES[0], *native.MEASURED}
     assert list(available_kernels()) == [*NAMES, "hashlib"]
 
 
@@ -490,7 +493,7 @@ def test_auto_picks_the_fastest_and_hashlib_can_be_forced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("POW_KERNEL", raising=False)
-    assert get_kernel().name == [*NAMES, "hashlib"][0]
+    assert get_kernel().name in {[*NAMES, "hashlib"][0], *native.MEASURED}
     monkeypatch.setenv("POW_KERNEL", "hashlib")
     forced = get_kernel()
     assert isinstance(forced, HashlibKernel)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from pow_mcp.pow.policy import AUTO, hashing_order
-from pow_mcp.server.blocks import Anchor
-from pow_mcp.server.planner import Planner, plan_info
-from pow_mcp.server.spec import JobSpec
+from pow_mcp.server.jobs.blocks import Anchor
+from pow_mcp.server.jobs.planner import Planner, plan_info
+from pow_mcp.server.jobs.spec import JobSpec
 from pow_mcp.store import JobStatus
 from tests.store_helpers import make_record
 

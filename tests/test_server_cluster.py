@@ -16,7 +16,7 @@ from mcp import Client
 
 from pow_mcp.pow.kernels import available_kernels
 from pow_mcp.server.config import ConfigError, load_config
-from pow_mcp.server.manager import open_cluster
+from pow_mcp.server.lifecycle import open_cluster
 from tests.dask_helpers import dask_processes, free_port
 from tests.mcp_helpers import call, connect, server_goes_away, server_pids
 from tests.test_pool import wait_for_exit

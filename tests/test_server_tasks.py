@@ -22,8 +22,8 @@ from mcp_types import (
 )
 from pydantic import TypeAdapter
 
-from pow_mcp.server import tasks
-from pow_mcp.server.tasks import V2025, V2026, TaskView
+from pow_mcp.server.tasks import board as board_module
+from pow_mcp.server.tasks.board import V2025, V2026, TaskBoard, TaskView
 from pow_mcp.store import JobStatus
 from tests.mcp_helpers import call, connect, http_server, server_params
 from tests.store_helpers import finished, make_record
@@ -159,13 +159,13 @@ async def test_tasks_created_in_the_same_microsecond_are_listed_once_each(
 ) -> None:
     # Instances that share a store can create tasks in the same microsecond: a page may end
     # among them, and the next must go on after the last one listed, not skip the rest.
-    monkeypatch.setattr(tasks, "LIST_PAGE", 3)
+    monkeypatch.setattr(board_module, "LIST_PAGE", 3)
     same = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
     tied = [make_record(created=same, job_id=f"pow_1_tie{n:06d}") for n in range(7)]
     older = [make_record(created=same - timedelta(seconds=n + 1)) for n in range(2)]
     async with manager(tmp_path) as m:
         await m.store.create([r.model_copy(update={"task_id": r.job_id}) for r in [*tied, *older]])
-        board = tasks.TaskBoard(m)
+        board = TaskBoard(m)
         listed: list[str] = []
         views, cursor = await board.page(None)
         listed += [v.task_id for v in views]

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import urlparse
@@ -23,13 +23,15 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pow_mcp.server import resources
 from pow_mcp.server.auth import CALLER, LOCAL_CALLER, HttpGate, caller_of, is_loopback, own_names
 from pow_mcp.server.config import Config, ConfigError
-from pow_mcp.server.manager import JobManager, open_manager
+from pow_mcp.server.jobs.manager import JobManager
+from pow_mcp.server.lifecycle import open_manager
 from pow_mcp.server.oauth import TokenCheck, open_token_check
 from pow_mcp.server.oauth_gate import ResourceServer, resource_metadata, write_tools_of
 from pow_mcp.server.resources import JobFeed, ResourceWire
 from pow_mcp.server.signals import stop_signals
 from pow_mcp.server.stdio import serve_stdio
-from pow_mcp.server.tasks import TaskBoard, TasksProtocol
+from pow_mcp.server.tasks.board import TaskBoard
+from pow_mcp.server.tasks.protocol import TasksProtocol
 from pow_mcp.server.tools import build_tools
 from pow_mcp.server.view import add_pages, is_page, job_view_extension, view_middleware
 
@@ -144,7 +146,7 @@ async def _http_server(
             config.host,
             config.port,
         )
-    return uvicorn.Server(
+    return _HttpServer(
         uvicorn.Config(
             app,
             log_level="warning",
@@ -156,6 +158,21 @@ async def _http_server(
             timeout_graceful_shutdown=HTTP_GRACEFUL_STOP_SECONDS,
         )
     )
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the server's stop signals are handled in one
+    place (`_stop_on_signal`), which also ends clients' waits.
+
+    uvicorn's handlers would take SIGTERM from ours while it serves wherever ours are plain
+    `signal.signal` handlers (Windows), so open waits would run into the graceful timeout,
+    and it raises the signal again once it has stopped, which ends the process by the
+    default action once ours are gone.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _accept_resource_host(security: TransportSecuritySettings, resource: str) -> None:

@@ -35,7 +35,7 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
-from pow_mcp.server.manager import JobManager, UnknownJob
+from pow_mcp.server.jobs.manager import JobManager, UnknownJob
 from pow_mcp.server.schemas import summary
 from pow_mcp.store import JobQuery, JobStatus, StoreError
 
@@ -128,7 +128,7 @@ class JobFeed:
             with anyio.move_on_after(delay):
                 async with anyio.create_task_group() as tg:
                     if ids:
-                        tg.start_soon(_then_cancel, self.manager.next_change(ids), tg)
+                        tg.start_soon(_then_cancel, self.manager.waits.next_change(ids), tg)
                     tg.start_soon(_then_cancel, wake.wait(), tg)
 
     async def _tell(self, ids: list[str]) -> float:

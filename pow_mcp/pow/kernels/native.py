@@ -2,8 +2,11 @@
 
 `kernels()` lists the ones this CPU can run, fastest first: "sha-ni" (x86 SHA extensions),
 "avx2" (8 lanes in 256-bit vectors), "armv8-sha2" (ARMv8 cryptography extensions),
-"scalar-c" (portable C). Without the extension (no C compiler at install time) it returns {}
-and the registry falls back to hashlib; `missing_reason()` says why and how to fix it.
+"scalar-c" (portable C); and "sha-ni+sse" (SHA-NI and SSE lanes in one instruction stream),
+which is in `MEASURED`: faster than sha-ni only on some CPUs, so "auto" takes it only where
+it measures faster (pow.kernels.get_kernel). Without the extension (no C compiler at install
+time) it returns {} and the registry falls back to hashlib; `missing_reason()` says why and
+how to fix it.
 
 The C code takes runs of consecutive nonces up to 2**64 - 1; under the plain layout, the part
 of a range beyond that is hashed by the hashlib kernel, so results are always exactly those of
@@ -28,6 +31,10 @@ except ImportError as exc:  # not built: no compiler, or an unsupported platform
     _import_error = str(exc)
 
 C_NONCE_LIMIT = 2**64  # the C code takes nonces below this
+
+# Engines whose place in the list says nothing: "auto" runs one only where it measures faster
+# than the first engine not in this set, on the CPU it runs on.
+MEASURED = frozenset({"sha-ni+sse"})
 
 FAST_PATH_HELP = (
     "the compiled SHA-256 kernel (pow_mcp.pow.kernels._sha256) is not built, so hashing uses the "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mcp.server.mcpserver.tools import Tool
 
-from pow_mcp.server.manager import JobManager
+from pow_mcp.server.jobs.manager import JobManager
 from pow_mcp.server.tools import control, jobs, verify
 from pow_mcp.server.tools.common import compact_schema
 

@@ -28,7 +28,7 @@ from pydantic import (
 
 from pow_mcp.pow.difficulty import age_difficulty
 from pow_mcp.pow.scheme import parse_nonce
-from pow_mcp.server.spec import JobInputError, JobSpec, check_difficulty_choice, message_prefix
+from pow_mcp.server.jobs.spec import JobInputError, JobSpec, check_difficulty_choice, message_prefix
 from pow_mcp.store.record import PRIORITIES
 
 ActionName = Literal[

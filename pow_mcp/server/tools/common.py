@@ -10,9 +10,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
-from pow_mcp.server.manager import UnknownJob
+from pow_mcp.server.jobs.manager import UnknownJob
+from pow_mcp.server.jobs.spec import JobInputError
 from pow_mcp.server.schemas import JobAnswer
-from pow_mcp.server.spec import JobInputError
 from pow_mcp.store import FutureRecordError, JobRecord, JobStatus, StoreError
 
 

@@ -10,9 +10,9 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult
 from pydantic import Field, WithJsonSchema
 
-from pow_mcp.server.manager import JobManager
+from pow_mcp.server.jobs.manager import JobManager
+from pow_mcp.server.jobs.spec import TASK_REQUEST, new_id
 from pow_mcp.server.schemas import BatchAnswer, ControlAnswer, WaitManyAnswer
-from pow_mcp.server.spec import TASK_REQUEST, new_id
 from pow_mcp.server.tools.args import MAX_TAGS, JobIdArgument, StartArguments, Tag, parse
 from pow_mcp.server.tools.common import answer, describe, hints, tool_errors
 from pow_mcp.server.tools.jobs import checked, start_answer

@@ -13,7 +13,8 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from pow_mcp.pow.difficulty import expected_hashes
-from pow_mcp.server.manager import JobManager
+from pow_mcp.server.jobs.manager import JobManager
+from pow_mcp.server.jobs.spec import TASK_REQUEST
 from pow_mcp.server.schemas import (
     CancelAnswer,
     CleanupAnswer,
@@ -22,7 +23,6 @@ from pow_mcp.server.schemas import (
     StartAnswer,
     summary,
 )
-from pow_mcp.server.spec import TASK_REQUEST
 from pow_mcp.server.tools.args import (
     JOB_ID_PATTERN,
     MAX_TAGS,

@@ -19,9 +19,11 @@
  *   only a candidate for a new best is looked at closely.
  *
  * Engines: "sha-ni" (x86 SHA extensions, 4 nonces interleaved), "avx2" (8 lanes in 256-bit
- * vectors), "armv8-sha2" (ARMv8 cryptography extensions, 4 nonces interleaved), "scalar-c"
- * (portable). The ISA-specific ones are compiled with target attributes and picked at run
- * time, so a build runs on any CPU of its architecture.
+ * vectors), "sha-ni+sse" (SHA-NI and 128-bit vector lanes in one instruction stream, chosen
+ * only where it measures faster than sha-ni), "armv8-sha2" (ARMv8 cryptography extensions, 4
+ * nonces interleaved), "scalar-c" (portable). The ISA-specific ones are compiled with target
+ * attributes and picked at run time, so a build runs on any CPU of its architecture. The
+ * vector-lane code is in sha256_lanes.h, included once per vector width.
  */
 
 #include "sha256_search.h"
@@ -34,6 +36,7 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define POW_GNUC 1
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
 #if defined(__clang__)
 #define UNROLL _Pragma("unroll")
 #else
@@ -46,6 +49,7 @@
 #include <stdlib.h>
 #define POW_GNUC 0
 #define ALWAYS_INLINE __forceinline
+#define NOINLINE __declspec(noinline)
 #define UNROLL
 #define BSWAP64(x) _byteswap_uint64(x)
 static __forceinline int CLZ64(uint64_t x)
@@ -57,6 +61,7 @@ static __forceinline int CLZ64(uint64_t x)
 #else
 #define POW_GNUC 0
 #define ALWAYS_INLINE inline
+#define NOINLINE
 #define UNROLL
 static uint64_t BSWAP64(uint64_t x)
 {
@@ -292,9 +297,12 @@ static void plan_pattern(plan_t *p, int j0, int j1)
     memset(p->w, 0, sizeof p->w);
 }
 
-/* The schedule's values from `block` (lane 0). A light plan (engines that work in groups of
-   four words) leaves out the constant terms of words that vary. */
-static void plan_schedule(plan_t *p, const uint8_t *block, int light)
+/* What an engine takes from a plan besides the schedule's constant words: */
+#define PLAN_P1 1   /* the sha256msg1 sums (engines that work in groups of four words) */
+#define PLAN_SUMS 2 /* the constant terms of the words that vary (per-word engines) */
+
+/* The schedule's values from `block` (lane 0), with what `needs` asks for. */
+static void plan_schedule(plan_t *p, const uint8_t *block, int needs)
 {
     const uint64_t var = p->var;
     for (int t = 0; t < 16; t++) {
@@ -306,15 +314,15 @@ static void plan_schedule(plan_t *p, const uint8_t *block, int light)
         p->w[t] = SSIG1(p->w[t - 2]) + p->w[t - 7] + SSIG0(p->w[t - 15]) + p->w[t - 16];
         p->wk[t] = p->w[t] + K256[t];
     }
-    if (light) {
+    if (needs & PLAN_P1)
         for (int g = 4; g < 16; g++)
             if (!((p->var_groups >> (g - 4)) & 3))
                 for (int k = 0; k < 4; k++) {
                     const int i = 4 * (g - 4) + k;
                     p->p1[g][k] = p->w[i] + SSIG0(p->w[i + 1]);
                 }
+    if (!(needs & PLAN_SUMS))
         return;
-    }
     for (int t = 16; t < 64; t++) {
         if (!((var >> t) & 1))
             continue;
@@ -356,24 +364,25 @@ static void plan_rounds(plan_t *p, const state_t *in, int from, int skip, const 
 /* ------------------------------------------------------------------------------------------ */
 /* The search driver, shared by every engine                                                  */
 
-#define MAX_LANES 8
+#define MAX_LANES 32 /* the hybrid engine's SHA-NI groups and SSE lanes, at most */
 #define MAX_DIGITS 20 /* 18446744073709551615 */
 
-/* One group of lanes: each lane's block, and with a plan its words j0 and j1 of that block
-   (which an engine takes from here rather than from the block, where they were just written
-   byte by byte: a load spanning those stores would wait for them to reach the cache). */
+/* One lane of a group: its block, and with a plan its words j0 and j1 of that block (which
+   an engine takes from here rather than from the block, where they were just written byte by
+   byte: a load spanning those stores would wait for them to reach the cache). Engines take
+   an array of them, so that a hybrid engine hands each of its parts a slice. */
 typedef struct {
-    const uint8_t *block[MAX_LANES];
-    uint32_t w[MAX_LANES][2];
-} lanes_t;
+    const uint8_t *block;
+    uint32_t w[2];
+} lane_t;
 
 /* compress(out, in, shared, lanes, plan, from_state, threshold): out[l] = in[shared ? 0 : l]
-   compressed with lanes->block[l], for every lane l (feed-forward included); returns the
+   compressed with lanes[l].block, for every lane l (feed-forward included); returns the
    lanes whose first digest word is below threshold, as bits. plan, if not NULL, holds the
    schedule of blocks that differ from each other only in words plan->j0..j1; from_state
    (only with shared): start at round plan->skip from plan->state, made from in[0]. */
 typedef unsigned (*compress_fn)(state_t *out, const state_t *in, int shared,
-                                const lanes_t *lanes, const plan_t *plan, int from_state,
+                                const lane_t *lanes, const plan_t *plan, int from_state,
                                 uint64_t threshold);
 
 /* compress_wk(out, in, wk, threshold): out[l] = in[l] compressed with one block that is the
@@ -385,7 +394,7 @@ typedef unsigned (*compress_wk_fn)(state_t *out, const state_t *in, const uint32
 typedef struct {
     int granule;    /* its rounds come in groups of this many: a plan skips a multiple */
     int window_min; /* digits at least in the window: a plan serves 10**window_min nonces */
-    int light;      /* it needs only the constant words of the schedule, not partial sums */
+    int needs;      /* PLAN_P1, PLAN_SUMS: what it takes from a plan besides the constant words */
 } plan_style_t;
 
 static const uint64_t POW10[MAX_DIGITS] = {
@@ -442,10 +451,11 @@ static int decimal_add(uint8_t *last, unsigned k)
 }
 
 /*
- * The same for 1 <= k <= 9 on the last 8 digits at once, without a branch: each digit d is
+ * The same for 1 <= k <= 99 on the last 8 digits at once, without a branch: each digit d is
  * biased to the byte 0xF6 + d, so that a plain 64-bit addition carries exactly as decimal
- * does. Returns -1 and changes nothing if the carry would leave those 8 digits (once in
- * 10**8 / k calls); else the new digits, last one in the low byte, in *digits.
+ * does (k's tens go to the next-to-last byte: a byte then receives at most 9 + 9 + 1, and
+ * carries at most 1). Returns -1 and changes nothing if the carry would leave those 8 digits
+ * (once in 10**8 / k calls); else the new digits, last one in the low byte, in *digits.
  */
 static ALWAYS_INLINE int decimal_add8(uint8_t *last, unsigned k, uint64_t *digits)
 {
@@ -453,7 +463,7 @@ static ALWAYS_INLINE int decimal_add8(uint8_t *last, unsigned k, uint64_t *digit
     uint64_t x;
     memcpy(&x, last - 7, 8);
     x = BSWAP64(x);
-    const uint64_t y = x + 0xC6 * ones + k;
+    const uint64_t y = x + 0xC6 * ones + ((uint64_t)(k / 10) << 8) + k % 10;
     if (!(y >> 63)) /* the first of the 8 digits wrapped round */
         return -1;
     /* Bytes still >= 0xF6 did not wrap: take the bias off; the others are the new digit. */
@@ -541,7 +551,7 @@ static ALWAYS_INLINE void run_search(pow_search_t *job, const int lanes, compres
         mid.w[perm ? perm[i] : i] = std[i];
 
     ALIGNAS(64) uint8_t buf[MAX_LANES][128];
-    lanes_t first, group;
+    lane_t first[MAX_LANES], group[MAX_LANES];
     state_t after_first[MAX_LANES], out[MAX_LANES];
     ALIGNAS(32) uint32_t wk_second[64];
     plan_t plan;
@@ -572,17 +582,17 @@ static ALWAYS_INLINE void run_search(pow_search_t *job, const int lanes, compres
             memcpy(buf[l], tmpl, (size_t)s.blocks * 64);
             /* Lanes past the segment's end hash a copy of the first nonce; ignored. */
             write_decimal(buf[l] + rest, nd, n + ((uint64_t)l < seg_count ? (uint64_t)l : 0));
-            first.block[l] = buf[l];
-            group.block[l] = buf[l] + s.vb;
-            group.w[l][0] = load_be32(group.block[l] + 4 * s.j0);
-            group.w[l][1] = load_be32(group.block[l] + 4 * s.j1);
+            first[l].block = buf[l];
+            group[l].block = buf[l] + s.vb;
+            group[l].w[0] = load_be32(group[l].block + 4 * s.j0);
+            group[l].w[1] = load_be32(group[l].block + 4 * s.j1);
         }
         if (s.blocks == 2 && !s.straddle)
             schedule_wk(wk_second, tmpl + 64);
         plan_pattern(&plan, s.j0, s.j1);
         /* For decimal_add8: the window's words from its 8 digits (all digits, since nd >= 8),
            the last one at byte o of word j1, followed there by padding. */
-        const int fast_add = nd >= 8 && lanes < 10;
+        const int fast_add = nd >= 8 && lanes < 100;
         const int o = (int)((last_digit - s.vb) & 3);
         const uint32_t j1_padding =
             load_be32(tmpl + s.vb + 4 * s.j1) & (uint32_t)(((uint64_t)1 << (8 * (3 - o))) - 1);
@@ -599,7 +609,7 @@ static ALWAYS_INLINE void run_search(pow_search_t *job, const int lanes, compres
             int shared = 1;
             if (s.straddle) {
                 if (first_dirty) {
-                    compress(after_first, &mid, 1, &first, NULL, 0, 0);
+                    compress(after_first, &mid, 1, first, NULL, 0, 0);
                     first_dirty = 0;
                     first_same = memcmp(buf[0], buf[valid - 1], 64) == 0;
                     new_input = 1;
@@ -611,7 +621,7 @@ static ALWAYS_INLINE void run_search(pow_search_t *job, const int lanes, compres
                compare the first and the last (the nonces are consecutive). */
             if (!plan_ok && plan.usable &&
                 memcmp(buf[0] + s.vb, buf[valid - 1] + s.vb, s.ws - s.vb) == 0) {
-                plan_schedule(&plan, buf[0] + s.vb, style.light);
+                plan_schedule(&plan, buf[0] + s.vb, style.needs);
                 plan_ok = 1;
             }
             int from_state = 0;
@@ -626,10 +636,10 @@ static ALWAYS_INLINE void run_search(pow_search_t *job, const int lanes, compres
             const plan_t *p = plan_ok ? &plan : NULL;
             unsigned candidates;
             if (s.blocks == 2 && !s.straddle) {
-                compress(after_first, in, shared, &group, p, from_state, 0);
+                compress(after_first, in, shared, group, p, from_state, 0);
                 candidates = compress_wk(out, after_first, wk_second, threshold);
             } else {
-                candidates = compress(out, in, shared, &group, p, from_state, threshold);
+                candidates = compress(out, in, shared, group, p, from_state, threshold);
             }
 
             if (job->digests) {
@@ -642,7 +652,7 @@ static ALWAYS_INLINE void run_search(pow_search_t *job, const int lanes, compres
                     }
                 }
             }
-            candidates &= (1u << valid) - 1;
+            candidates &= valid < 32 ? (1u << valid) - 1 : ~0u;
             for (int l = 0; candidates && l < valid; l++) {
                 if (!((candidates >> l) & 1) || (uint64_t)out[l].w[h0_index] >= threshold)
                     continue;
@@ -675,12 +685,12 @@ static ALWAYS_INLINE void run_search(pow_search_t *job, const int lanes, compres
                                     : -1;
                 if (went >= 0) {
                     const uint32_t wj1 = (uint32_t)(digits << (8 * (3 - o))) | j1_padding;
-                    group.w[l][1] = wj1;
-                    group.w[l][0] = s.j0 < s.j1 ? (uint32_t)(digits >> (8 * (o + 1))) : wj1;
+                    group[l].w[1] = wj1;
+                    group[l].w[0] = s.j0 < s.j1 ? (uint32_t)(digits >> (8 * (o + 1))) : wj1;
                 } else {
                     went = decimal_add(buf[l] + last_digit, (unsigned)lanes);
-                    group.w[l][0] = load_be32(group.block[l] + 4 * s.j0);
-                    group.w[l][1] = load_be32(group.block[l] + 4 * s.j1);
+                    group[l].w[0] = load_be32(group[l].block + 4 * s.j0);
+                    group[l].w[1] = load_be32(group[l].block + 4 * s.j1);
                 }
                 const size_t changed = last_digit - (size_t)went;
                 if (changed < s.ws) {
@@ -710,23 +720,23 @@ static ALWAYS_INLINE void run_search(pow_search_t *job, const int lanes, compres
 /* Plans here skip the rounds before the window, one by one. The schedule is computed in full
    as compress_block does: its constant terms from the plan cost more in loads and tests than
    they save in one lane (measured on Zen 5: 5% slower than no plan at all), so plans are
-   light, and cheap enough for a window of 2 digits. */
-static const plan_style_t SCALAR_STYLE = {1, 2, 1};
+   light (constant words only), and cheap enough for a window of 2 digits. */
+static const plan_style_t SCALAR_STYLE = {1, 2, 0};
 
 static unsigned compress_scalar(state_t *out, const state_t *in, int shared,
-                                const lanes_t *lanes, const plan_t *p, int from_state,
+                                const lane_t *lanes, const plan_t *p, int from_state,
                                 uint64_t threshold)
 {
     (void)shared;
     if (!p || !from_state) {
         *out = *in;
-        compress_block(out->w, lanes->block[0]);
+        compress_block(out->w, lanes[0].block);
         return (uint64_t)out->w[0] < threshold;
     }
     uint32_t w[16], r[8];
     memcpy(w, p->w, sizeof w);
-    w[p->j0] = lanes->w[0][0];
-    w[p->j1] = lanes->w[0][1];
+    w[p->j0] = lanes[0].w[0];
+    w[p->j1] = lanes[0].w[1];
     int t0 = p->skip;
     uint32_t v[8];
     memcpy(v, p->state.w, sizeof v);
@@ -800,7 +810,7 @@ static const int SHANI_PERM[8] = {3, 2, 7, 6, 1, 0, 5, 4};
    schedule alongside adds only 6%): what pays is skipping pairs of rounds. A window of 2
    digits puts it one word later than 3 for most prefix lengths (Structs prefixes: 8 rounds
    skipped instead of 6); its plans, redone every 100 nonces, are light and incremental. */
-static const plan_style_t SHANI_STYLE = {2, 2, 1};
+static const plan_style_t SHANI_STYLE = {2, 2, PLAN_P1};
 
 /* A: the first state word after the feed-forward of ABEF (dword 3). */
 #define SHANI_CANDIDATE(abef, l, threshold)                                                     \
@@ -815,7 +825,7 @@ static const plan_style_t SHANI_STYLE = {2, 2, 1};
         {                                                                                       \
             if ((i) < 4)                                                                        \
                 m[l][(i) & 3] = _mm_shuffle_epi8(                                               \
-                    _mm_loadu_si128((const __m128i *)(lanes->block[l] + 16 * (i))), bswap);     \
+                    _mm_loadu_si128((const __m128i *)(lanes[l].block + 16 * (i))), bswap);     \
             x[l] = _mm_add_epi32(m[l][(i) & 3], k);                                             \
             s1[l] = _mm_sha256rnds2_epu32(s1[l], s0[l], x[l]);                                  \
         }                                                                                       \
@@ -838,9 +848,27 @@ static const plan_style_t SHANI_STYLE = {2, 2, 1};
         }                                                                                       \
     } while (0)
 
+/* The feed-forward into out[l] for every lane; returns the lanes whose A is below threshold. */
+TARGET_SHANI static ALWAYS_INLINE unsigned shani_end(state_t *out, const state_t *in, int shared,
+                                                     const __m128i *s0, const __m128i *s1,
+                                                     uint64_t threshold)
+{
+    unsigned candidates = 0;
+    FOR_LANES(l)
+    {
+        const state_t *q = shared ? in : in + l;
+        const __m128i abef = _mm_add_epi32(s0[l], _mm_load_si128((const __m128i *)&q->w[0]));
+        _mm_store_si128((__m128i *)&out[l].w[0], abef);
+        _mm_store_si128((__m128i *)&out[l].w[4],
+                        _mm_add_epi32(s1[l], _mm_load_si128((const __m128i *)&q->w[4])));
+        candidates |= SHANI_CANDIDATE(abef, l, threshold);
+    }
+    return candidates;
+}
+
 /* Every block in full: first blocks of two, and groups that span a carry out of the window. */
 TARGET_SHANI static unsigned compress_shani_full(state_t *out, const state_t *in, int shared,
-                                                 const lanes_t *lanes, uint64_t threshold)
+                                                 const lane_t *lanes, uint64_t threshold)
 {
     const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
     __m128i s0[SHANI_LANES], s1[SHANI_LANES], m[SHANI_LANES][4], x[SHANI_LANES];
@@ -866,17 +894,7 @@ TARGET_SHANI static unsigned compress_shani_full(state_t *out, const state_t *in
     SHANI_STEP(13);
     SHANI_STEP(14);
     SHANI_STEP(15);
-    unsigned candidates = 0;
-    FOR_LANES(l)
-    {
-        const state_t *q = shared ? in : in + l;
-        const __m128i abef = _mm_add_epi32(s0[l], _mm_load_si128((const __m128i *)&q->w[0]));
-        _mm_store_si128((__m128i *)&out[l].w[0], abef);
-        _mm_store_si128((__m128i *)&out[l].w[4],
-                        _mm_add_epi32(s1[l], _mm_load_si128((const __m128i *)&q->w[4])));
-        candidates |= SHANI_CANDIDATE(abef, l, threshold);
-    }
-    return candidates;
+    return shani_end(out, in, shared, s0, s1, threshold);
 }
 
 /*
@@ -936,23 +954,32 @@ TARGET_SHANI static unsigned compress_shani_full(state_t *out, const state_t *in
         }                                                                                       \
     } while (0)
 
-TARGET_SHANI static ALWAYS_INLINE unsigned shani_plan(state_t *out, const state_t *in,
-                                                      int shared, const lanes_t *lanes,
-                                                      const plan_t *p, uint64_t threshold,
-                                                      const int h, const unsigned vg)
+/* The state of every lane at round 2h (the plan's if h > 0) and its window words. */
+TARGET_SHANI static ALWAYS_INLINE void shani_begin(__m128i *s0, __m128i *s1, __m128i (*m)[4],
+                                                   __m128i *win, const state_t *in, int shared,
+                                                   const lane_t *lanes, const plan_t *p,
+                                                   const int h)
 {
-    __m128i s0[SHANI_LANES], s1[SHANI_LANES], m[SHANI_LANES][4], x[SHANI_LANES];
-    __m128i win[SHANI_LANES];
     FOR_LANES(l)
     {
         /* Which slots are read is known only from vg: say they are all set. */
         m[l][0] = m[l][1] = m[l][2] = m[l][3] = _mm_setzero_si128();
-        win[l] = _mm_insert_epi32(_mm_cvtsi32_si128((int)lanes->w[l][0]), (int)lanes->w[l][1], 1);
+        win[l] = _mm_insert_epi32(_mm_cvtsi32_si128((int)lanes[l].w[0]), (int)lanes[l].w[1], 1);
         const state_t *from = h ? &p->state : shared ? in : in + l;
         /* Each sha256rnds2 leaves ABEF where CDGH was: after an odd number they are swapped. */
         s0[l] = _mm_load_si128((const __m128i *)&from->w[h & 1 ? 4 : 0]);
         s1[l] = _mm_load_si128((const __m128i *)&from->w[h & 1 ? 0 : 4]);
     }
+}
+
+TARGET_SHANI static ALWAYS_INLINE unsigned shani_plan(state_t *out, const state_t *in,
+                                                      int shared, const lane_t *lanes,
+                                                      const plan_t *p, uint64_t threshold,
+                                                      const int h, const unsigned vg)
+{
+    __m128i s0[SHANI_LANES], s1[SHANI_LANES], m[SHANI_LANES][4], x[SHANI_LANES];
+    __m128i win[SHANI_LANES];
+    shani_begin(s0, s1, m, win, in, shared, lanes, p, h);
     SHANI_PLAN_STEP(0);
     SHANI_PLAN_STEP(1);
     SHANI_PLAN_STEP(2);
@@ -969,17 +996,7 @@ TARGET_SHANI static ALWAYS_INLINE unsigned shani_plan(state_t *out, const state_
     SHANI_PLAN_STEP(13);
     SHANI_PLAN_STEP(14);
     SHANI_PLAN_STEP(15);
-    unsigned candidates = 0;
-    FOR_LANES(l)
-    {
-        const state_t *q = shared ? in : in + l;
-        const __m128i abef = _mm_add_epi32(s0[l], _mm_load_si128((const __m128i *)&q->w[0]));
-        _mm_store_si128((__m128i *)&out[l].w[0], abef);
-        _mm_store_si128((__m128i *)&out[l].w[4],
-                        _mm_add_epi32(s1[l], _mm_load_si128((const __m128i *)&q->w[4])));
-        candidates |= SHANI_CANDIDATE(abef, l, threshold);
-    }
-    return candidates;
+    return shani_end(out, in, shared, s0, s1, threshold);
 }
 
 /* Every (h, var_groups & 0x3F) that a window of one or two words gives (groups 6..15 always
@@ -990,7 +1007,7 @@ TARGET_SHANI static ALWAYS_INLINE unsigned shani_plan(state_t *out, const state_
     X(4, 0x34) X(5, 0x34) X(5, 0x3C) X(6, 0x38) X(6, 0x28) X(7, 0x38)
 
 TARGET_SHANI static unsigned compress_shani(state_t *out, const state_t *in, int shared,
-                                            const lanes_t *lanes, const plan_t *p,
+                                            const lane_t *lanes, const plan_t *p,
                                             int from_state, uint64_t threshold)
 {
     if (p) {
@@ -1028,16 +1045,7 @@ TARGET_SHANI static unsigned compress_wk_shani(state_t *out, const state_t *in,
         FOR_LANES(l)
         s0[l] = _mm_sha256rnds2_epu32(s0[l], s1[l], x);
     }
-    unsigned candidates = 0;
-    FOR_LANES(l)
-    {
-        const __m128i abef = _mm_add_epi32(s0[l], _mm_load_si128((const __m128i *)&in[l].w[0]));
-        _mm_store_si128((__m128i *)&out[l].w[0], abef);
-        _mm_store_si128((__m128i *)&out[l].w[4],
-                        _mm_add_epi32(s1[l], _mm_load_si128((const __m128i *)&in[l].w[4])));
-        candidates |= SHANI_CANDIDATE(abef, l, threshold);
-    }
-    return candidates;
+    return shani_end(out, in, 0, s0, s1, threshold);
 }
 
 TARGET_SHANI static void search_shani(pow_search_t *job)
@@ -1046,28 +1054,27 @@ TARGET_SHANI static void search_shani(pow_search_t *job)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Engine: AVX2, 8 nonces in the 8 lanes of 256-bit vectors                                  */
+/* Lanes of vectors: one nonce per 32-bit lane (sha256_lanes.h, once per vector width)        */
 
-static const plan_style_t AVX2_STYLE = {1, 3, 0};
+/* Where standard word i of a state sits in an engine's order perm (NULL: standard order). */
+#define PERM(perm, i) ((perm) ? (perm)[i] : (i))
 
-#define V_ROTR(x, n) _mm256_or_si256(_mm256_srli_epi32((x), (n)), _mm256_slli_epi32((x), 32 - (n)))
-#define V_ADD(a, b) _mm256_add_epi32((a), (b))
-#define V_XOR(a, b) _mm256_xor_si256((a), (b))
-#define V_SET1(x) _mm256_set1_epi32((int)(x))
+/* On top of each width's primitives, which are defined before each include. */
+#define V_ROTR(x, n) V_OR(V_SRL((x), (n)), V_SLL((x), 32 - (n)))
 #define V_BSIG0(x) V_XOR(V_XOR(V_ROTR((x), 2), V_ROTR((x), 13)), V_ROTR((x), 22))
 #define V_BSIG1(x) V_XOR(V_XOR(V_ROTR((x), 6), V_ROTR((x), 11)), V_ROTR((x), 25))
-#define V_SSIG0(x) V_XOR(V_XOR(V_ROTR((x), 7), V_ROTR((x), 18)), _mm256_srli_epi32((x), 3))
-#define V_SSIG1(x) V_XOR(V_XOR(V_ROTR((x), 17), V_ROTR((x), 19)), _mm256_srli_epi32((x), 10))
+#define V_SSIG0(x) V_XOR(V_XOR(V_ROTR((x), 7), V_ROTR((x), 18)), V_SRL((x), 3))
+#define V_SSIG1(x) V_XOR(V_XOR(V_ROTR((x), 17), V_ROTR((x), 19)), V_SRL((x), 10))
 
-/* One round on v[0..7] = a..h with wk = W[t] + K[t] (8 lanes). */
+/* One round on v[0..7] = a..h with wk = W[t] + K[t] (every lane). */
 #define V_ROUND(v, wk)                                                                          \
     do {                                                                                        \
-        const __m256i ch_ = V_XOR(v[6], _mm256_and_si256(v[4], V_XOR(v[5], v[6])));             \
+        const VEC ch_ = V_XOR(v[6], V_AND(v[4], V_XOR(v[5], v[6])));                            \
         /* Maj(a, b, c) = b ^ ((a ^ b) & (b ^ c)): this round's b ^ c is the last round's     \
            a ^ b, which the compiler reuses across the unrolled rounds (-3.5% instructions). */ \
-        const __m256i maj_ = V_XOR(v[1], _mm256_and_si256(V_XOR(v[0], v[1]), V_XOR(v[1], v[2]))); \
-        const __m256i t1_ = V_ADD(V_ADD(v[7], V_BSIG1(v[4])), V_ADD(ch_, (wk)));                \
-        const __m256i t2_ = V_ADD(V_BSIG0(v[0]), maj_);                                         \
+        const VEC maj_ = V_XOR(v[1], V_AND(V_XOR(v[0], v[1]), V_XOR(v[1], v[2])));              \
+        const VEC t1_ = V_ADD(V_ADD(v[7], V_BSIG1(v[4])), V_ADD(ch_, (wk)));                    \
+        const VEC t2_ = V_ADD(V_BSIG0(v[0]), maj_);                                             \
         v[7] = v[6];                                                                            \
         v[6] = v[5];                                                                            \
         v[5] = v[4];                                                                            \
@@ -1078,145 +1085,236 @@ static const plan_style_t AVX2_STYLE = {1, 3, 0};
         v[0] = V_ADD(t1_, t2_);                                                                 \
     } while (0)
 
-/* Word t of the 8 blocks, one per lane. */
-TARGET_AVX2 static ALWAYS_INLINE __m256i avx2_word(const lanes_t *lanes, int t)
-{
-    const uint8_t *const *b = lanes->block;
-    return _mm256_setr_epi32((int)load_be32(b[0] + 4 * t), (int)load_be32(b[1] + 4 * t),
-                             (int)load_be32(b[2] + 4 * t), (int)load_be32(b[3] + 4 * t),
-                             (int)load_be32(b[4] + 4 * t), (int)load_be32(b[5] + 4 * t),
-                             (int)load_be32(b[6] + 4 * t), (int)load_be32(b[7] + 4 * t));
-}
+/* W[t] + K[t] of round t under a plan: from the plan where it does not vary. */
+#define V_PLAN_WK(w, p, t)                                                                      \
+    ((t) >= PLAN_VAR_FROM || ((p)->var >> (t)) & 1 ? V_ADD((w)[t], V_SET1(K256[t]))             \
+                                                    : V_SET1((p)->wk[t]))
 
-/* out[l] = v + s (the feed-forward), transposed back to one state per lane; returns the
-   lanes whose first word is below threshold. */
-TARGET_AVX2 static ALWAYS_INLINE unsigned avx2_finish(state_t *out, const __m256i *v,
-                                                      const __m256i *s, uint64_t threshold)
-{
-    ALIGNAS(32) uint32_t words[8][8];
-    for (int i = 0; i < 8; i++)
-        _mm256_store_si256((__m256i *)words[i], V_ADD(v[i], s[i]));
-    for (int l = 0; l < 8; l++)
-        for (int i = 0; i < 8; i++)
-            out[l].w[i] = words[i][l];
-    if (threshold > UINT32_MAX)
-        return 0xFF;
-    const __m256i flip = V_SET1(0x80000000u); /* unsigned compare as signed */
-    const __m256i h0 = V_XOR(_mm256_load_si256((const __m256i *)words[0]), flip);
-    const __m256i below = _mm256_cmpgt_epi32(V_XOR(V_SET1((uint32_t)threshold), flip), h0);
-    return (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(below));
-}
+/* ------------------------------------------------------------------------------------------ */
+/* Engine: AVX2, 8 nonces in the 8 lanes of 256-bit vectors                                  */
 
-TARGET_AVX2 static ALWAYS_INLINE void avx2_input(__m256i *s, const state_t *in, int shared)
-{
-    for (int i = 0; i < 8; i++)
-        s[i] = shared ? V_SET1(in[0].w[i])
-                      : _mm256_setr_epi32((int)in[0].w[i], (int)in[1].w[i], (int)in[2].w[i],
-                                          (int)in[3].w[i], (int)in[4].w[i], (int)in[5].w[i],
-                                          (int)in[6].w[i], (int)in[7].w[i]);
-}
+static const plan_style_t AVX2_STYLE = {1, 3, PLAN_SUMS};
 
-TARGET_AVX2 static unsigned compress_avx2_full(state_t *out, const state_t *in, int shared,
-                                               const lanes_t *lanes, uint64_t threshold)
-{
-    __m256i s[8], v[8], w[64];
-    avx2_input(s, in, shared);
-    for (int i = 0; i < 8; i++)
-        v[i] = s[i];
-    UNROLL
-    for (int t = 0; t < 16; t++)
-        w[t] = avx2_word(lanes, t);
-    /* The schedule first, then the rounds: fewer live registers in each, fewer spills
-       (-4% instructions, +5% speed on Zen 3). */
-    UNROLL
-    for (int t = 16; t < 64; t++)
-        w[t] = V_ADD(V_ADD(V_SSIG1(w[t - 2]), w[t - 7]), V_ADD(V_SSIG0(w[t - 15]), w[t - 16]));
-    UNROLL
-    for (int t = 0; t < 64; t++)
-        V_ROUND(v, V_ADD(w[t], V_SET1(K256[t])));
-    return avx2_finish(out, v, s, threshold);
-}
+#define LANES 8
+#define VEC __m256i
+#define LANES_FN(name) avx2_##name
+#define TARGET_LANES TARGET_AVX2
+#define V_ADD(a, b) _mm256_add_epi32((a), (b))
+#define V_XOR(a, b) _mm256_xor_si256((a), (b))
+#define V_AND(a, b) _mm256_and_si256((a), (b))
+#define V_OR(a, b) _mm256_or_si256((a), (b))
+#define V_SRL(x, n) _mm256_srli_epi32((x), (n))
+#define V_SLL(x, n) _mm256_slli_epi32((x), (n))
+#define V_SET1(x) _mm256_set1_epi32((int)(x))
+#define V_STORE(p, x) _mm256_store_si256((__m256i *)(p), (x))
+#define V_LOAD(p) _mm256_load_si256((const __m256i *)(p))
+#define V_LANES(E) _mm256_setr_epi32(E(0), E(1), E(2), E(3), E(4), E(5), E(6), E(7))
+#define V_BELOW(x, y)                                                                           \
+    (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32((y), (x))))
+#include "sha256_lanes.h"
 
-/* With a plan: only the schedule terms that depend on the window, and the rounds from the
-   first window word on (that round itself half done in the plan). */
 TARGET_AVX2 static unsigned compress_avx2(state_t *out, const state_t *in, int shared,
-                                          const lanes_t *lanes, const plan_t *p, int from_state,
+                                          const lane_t *lanes, const plan_t *p, int from_state,
                                           uint64_t threshold)
 {
-    if (!p)
-        return compress_avx2_full(out, in, shared, lanes, threshold);
-    __m256i s[8], v[8], w[64];
-    avx2_input(s, in, shared);
-    for (int k = 0; k < 2; k++)
-        w[k ? p->j1 : p->j0] = _mm256_setr_epi32(
-            (int)lanes->w[0][k], (int)lanes->w[1][k], (int)lanes->w[2][k], (int)lanes->w[3][k],
-            (int)lanes->w[4][k], (int)lanes->w[5][k], (int)lanes->w[6][k], (int)lanes->w[7][k]);
-    const uint64_t var = p->var;
-    UNROLL
-    for (int t = 16; t < PLAN_TERMS_FROM; t++) {
-        if (t < PLAN_VAR_FROM && !((var >> t) & 1))
-            continue;
-        const unsigned terms = p->terms[t];
-        __m256i x = V_SET1(p->wk[t]);
-        if (terms & 1)
-            x = V_ADD(x, w[t - 16]);
-        if (terms & 2)
-            x = V_ADD(x, V_SSIG0(w[t - 15]));
-        if (terms & 4)
-            x = V_ADD(x, w[t - 7]);
-        if (terms & 8)
-            x = V_ADD(x, V_SSIG1(w[t - 2]));
-        w[t] = x;
-    }
-    UNROLL
-    for (int t = PLAN_TERMS_FROM; t < 64; t++)
-        w[t] = V_ADD(V_ADD(V_SSIG1(w[t - 2]), w[t - 7]), V_ADD(V_SSIG0(w[t - 15]), w[t - 16]));
-    int t = 0;
-    if (from_state) {
-        for (int i = 0; i < 8; i++)
-            v[i] = V_SET1(p->state.w[i]);
-        t = p->skip;
-        if (t == p->j0) {
-            const __m256i t1 = V_ADD(V_SET1(p->t1), w[t]);
-            v[7] = v[6];
-            v[6] = v[5];
-            v[5] = v[4];
-            v[4] = V_ADD(v[3], t1);
-            v[3] = v[2];
-            v[2] = v[1];
-            v[1] = v[0];
-            v[0] = V_ADD(t1, V_SET1(p->t2));
-            t++;
-        }
-    } else {
-        for (int i = 0; i < 8; i++)
-            v[i] = s[i];
-    }
-    for (; t < 16; t++)
-        V_ROUND(v, (var >> t) & 1 ? V_ADD(w[t], V_SET1(K256[t])) : V_SET1(p->wk[t]));
-    UNROLL
-    for (int r = 16; r < 64; r++)
-        V_ROUND(v, r >= PLAN_VAR_FROM || (var >> r) & 1 ? V_ADD(w[r], V_SET1(K256[r]))
-                                                         : V_SET1(p->wk[r]));
-    return avx2_finish(out, v, s, threshold);
+    return avx2_plan(out, in, shared, lanes, p, from_state, threshold, NULL);
 }
 
 TARGET_AVX2 static unsigned compress_wk_avx2(state_t *out, const state_t *in, const uint32_t *wk,
                                              uint64_t threshold)
 {
-    __m256i s[8], v[8];
-    avx2_input(s, in, 0);
-    for (int i = 0; i < 8; i++)
-        v[i] = s[i];
-    UNROLL
-    for (int t = 0; t < 64; t++)
-        V_ROUND(v, V_SET1(wk[t]));
-    return avx2_finish(out, v, s, threshold);
+    return avx2_wk(out, in, wk, threshold, NULL);
 }
 
 TARGET_AVX2 static void search_avx2(pow_search_t *job)
 {
     run_search(job, 8, compress_avx2, compress_wk_avx2, AVX2_STYLE, NULL);
+}
+
+#undef LANES
+#undef VEC
+#undef LANES_FN
+#undef TARGET_LANES
+#undef V_ADD
+#undef V_XOR
+#undef V_AND
+#undef V_OR
+#undef V_SRL
+#undef V_SLL
+#undef V_SET1
+#undef V_STORE
+#undef V_LOAD
+#undef V_LANES
+#undef V_BELOW
+
+/* ------------------------------------------------------------------------------------------ */
+/* Engine: SHA-NI and SSE lanes in one instruction stream                                     */
+
+/*
+ * sha256rnds2 is what limits the sha-ni engine, and it leaves the vector ALUs beside it mostly
+ * idle: lanes hashed with plain vector instructions in the same thread can use them. Lanes
+ * 0 .. HYBRID_SSE - 1 are hashed by SHA-NI in groups of SHANI_LANES, one group after the
+ * other, the last 4 in the lanes of 128-bit SSE vectors; in the usual case (a plan, from its
+ * state) the SSE lanes' schedule and rounds are spread evenly between the SHA-NI steps, so
+ * that the out-of-order core has both kinds of work in view. HYBRID_SHANI_GROUPS is the split.
+ *
+ * Why SSE and not AVX2: the SHA instructions exist only in the legacy SSE encoding, and on Zen
+ * 3 a legacy SSE instruction while the upper halves of the YMM registers hold data costs
+ * about 300 cycles (a sha256rnds2 chain with 256-bit adds beside it ran 130x slower than with
+ * 128-bit ones; a first SHA-NI + AVX2 version of this engine hashed at 0.01x sha-ni). So this
+ * engine is built for SSE4.1 only: nothing in it writes a YMM register.
+ *
+ * It is never picked for being listed: get_kernel("auto") runs it only where it measures
+ * faster than sha-ni on the running CPU (pow/kernels/__init__.py).
+ */
+#ifndef HYBRID_SHANI_GROUPS
+#define HYBRID_SHANI_GROUPS 4
+#endif
+#if HYBRID_SHANI_GROUPS < 1 || HYBRID_SHANI_GROUPS > 6
+#error "HYBRID_SHANI_GROUPS must be 1..6"
+#endif
+#define HYBRID_SSE (SHANI_LANES * HYBRID_SHANI_GROUPS) /* the first SSE lane */
+#define HYBRID_LANES (HYBRID_SSE + 4)
+#define HYBRID_SLOTS (16 * HYBRID_SHANI_GROUPS) /* SHA-NI steps per call, skipped ones too */
+
+/* SHA-NI's plans (pairs of rounds, a window of 2 digits, sha256msg1 sums) with the partial
+   sums of the schedule that the SSE lanes take. */
+static const plan_style_t HYBRID_STYLE = {2, 2, PLAN_P1 | PLAN_SUMS};
+
+#define LANES 4
+#define VEC __m128i
+#define LANES_FN(name) sse_##name
+#define TARGET_LANES TARGET_SHANI
+#define V_ADD(a, b) _mm_add_epi32((a), (b))
+#define V_XOR(a, b) _mm_xor_si128((a), (b))
+#define V_AND(a, b) _mm_and_si128((a), (b))
+#define V_OR(a, b) _mm_or_si128((a), (b))
+#define V_SRL(x, n) _mm_srli_epi32((x), (n))
+#define V_SLL(x, n) _mm_slli_epi32((x), (n))
+#define V_SET1(x) _mm_set1_epi32((int)(x))
+#define V_STORE(p, x) _mm_store_si128((__m128i *)(p), (x))
+#define V_LOAD(p) _mm_load_si128((const __m128i *)(p))
+#define V_LANES(E) _mm_setr_epi32(E(0), E(1), E(2), E(3))
+#define V_BELOW(x, y) (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32((y), (x))))
+#include "sha256_lanes.h"
+
+/* Every part on its own: no plan, or not from the plan's state (rare: first blocks of two,
+   groups across a carry). */
+TARGET_SHANI static unsigned hybrid_parts(state_t *out, const state_t *in, int shared,
+                                          const lane_t *lanes, const plan_t *p, int from_state,
+                                          uint64_t threshold)
+{
+    unsigned candidates = 0;
+    for (int g = 0; g < HYBRID_SSE; g += SHANI_LANES)
+        candidates |= compress_shani(out + g, shared ? in : in + g, shared, lanes + g, p,
+                                     from_state, threshold)
+                      << g;
+    return candidates | sse_plan(out + HYBRID_SSE, shared ? in : in + HYBRID_SSE, shared,
+                                 lanes + HYBRID_SSE, p, from_state, threshold, SHANI_PERM)
+                            << HYBRID_SSE;
+}
+
+/* The SSE lanes' share of SHA-NI step k (0 .. HYBRID_SLOTS - 1) of a call whose SSE rounds go
+   on from round 2h + 1: a slice of the schedule, then a slice of the rounds. The schedule
+   stays ahead: by the end of step k it holds words up to 16 + 48 (k + 1) / HYBRID_SLOTS - 1,
+   never fewer than the rounds need, since 2h + 1 <= 16. One copy with run-time bounds (not
+   one per plan case and step): unrolled into every case, this engine's code came to 1 MB and
+   took 55 s to compile, for no gain in speed. */
+TARGET_SHANI static NOINLINE void hybrid_sse_step(__m128i *v, __m128i *w, const plan_t *p,
+                                                  int h, int k)
+{
+    const int first = 2 * h + 1, n = 64 - first;
+    const int schedule_end = 16 + 48 * (k + 1) / HYBRID_SLOTS;
+    for (int t = 16 + 48 * k / HYBRID_SLOTS; t < schedule_end; t++)
+        sse_plan_word(w, p, t);
+    const int rounds_end = first + n * (k + 1) / HYBRID_SLOTS;
+    for (int r = first + n * k / HYBRID_SLOTS; r < rounds_end; r++)
+        V_ROUND(v, V_PLAN_WK(w, p, r));
+}
+
+#define HYBRID_STEP(g, i)                                                                       \
+    SHANI_PLAN_STEP(i);                                                                         \
+    hybrid_sse_step(v, w, p, h, 16 * (g) + (i))
+
+/* SHA-NI group g (lanes 4g .. 4g + 3), with the SSE lanes' work between its steps. */
+#define HYBRID_GROUP(g)                                                                         \
+    if ((g) < HYBRID_SHANI_GROUPS) {                                                            \
+        __m128i s0[SHANI_LANES], s1[SHANI_LANES], m[SHANI_LANES][4], x[SHANI_LANES];            \
+        __m128i win[SHANI_LANES];                                                               \
+        shani_begin(s0, s1, m, win, in, 1, lanes + SHANI_LANES * (g), p, h);                    \
+        HYBRID_STEP(g, 0);                                                                      \
+        HYBRID_STEP(g, 1);                                                                      \
+        HYBRID_STEP(g, 2);                                                                      \
+        HYBRID_STEP(g, 3);                                                                      \
+        HYBRID_STEP(g, 4);                                                                      \
+        HYBRID_STEP(g, 5);                                                                      \
+        HYBRID_STEP(g, 6);                                                                      \
+        HYBRID_STEP(g, 7);                                                                      \
+        HYBRID_STEP(g, 8);                                                                      \
+        HYBRID_STEP(g, 9);                                                                      \
+        HYBRID_STEP(g, 10);                                                                     \
+        HYBRID_STEP(g, 11);                                                                     \
+        HYBRID_STEP(g, 12);                                                                     \
+        HYBRID_STEP(g, 13);                                                                     \
+        HYBRID_STEP(g, 14);                                                                     \
+        HYBRID_STEP(g, 15);                                                                     \
+        candidates |= shani_end(out + SHANI_LANES * (g), in, 1, s0, s1, threshold)              \
+                      << (SHANI_LANES * (g));                                                   \
+    }
+
+/* From the plan's state after round 2h >= 2, shared by every lane; h and vg as in shani_plan. */
+TARGET_SHANI static ALWAYS_INLINE unsigned hybrid_plan(state_t *out, const state_t *in,
+                                                       const lane_t *lanes, const plan_t *p,
+                                                       uint64_t threshold, const int h,
+                                                       const unsigned vg)
+{
+    __m128i s[8], v[8], w[64];
+    sse_input(s, in, 1, SHANI_PERM);
+    sse_window(w, lanes + HYBRID_SSE, p);
+    if (sse_plan_state(v, w, p, SHANI_PERM) == 2 * h)
+        V_ROUND(v, V_PLAN_WK(w, p, 2 * h));
+    unsigned candidates = 0;
+    HYBRID_GROUP(0)
+    HYBRID_GROUP(1)
+    HYBRID_GROUP(2)
+    HYBRID_GROUP(3)
+    HYBRID_GROUP(4)
+    HYBRID_GROUP(5)
+    return candidates | sse_finish(out + HYBRID_SSE, v, s, threshold, SHANI_PERM) << HYBRID_SSE;
+}
+
+TARGET_SHANI static unsigned compress_hybrid(state_t *out, const state_t *in, int shared,
+                                             const lane_t *lanes, const plan_t *p,
+                                             int from_state, uint64_t threshold)
+{
+    if (p && from_state) {
+        switch (((unsigned)p->skip / 2 << 6) | (p->var_groups & 0x3F)) {
+#define HYBRID_PLAN_CASE(hh, low)                                                               \
+    case ((hh) << 6) | (low):                                                                   \
+        if (hh) /* from a state: at least one pair of rounds skipped */                        \
+            return hybrid_plan(out, in, lanes, p, threshold, hh, 0xFFC0u | (low));             \
+        break;
+            SHANI_PLANS(HYBRID_PLAN_CASE)
+        default:
+            break;
+        }
+    }
+    return hybrid_parts(out, in, shared, lanes, p, from_state, threshold);
+}
+
+TARGET_SHANI static unsigned compress_wk_hybrid(state_t *out, const state_t *in,
+                                                const uint32_t *wk, uint64_t threshold)
+{
+    unsigned candidates = 0;
+    for (int g = 0; g < HYBRID_SSE; g += SHANI_LANES)
+        candidates |= compress_wk_shani(out + g, in + g, wk, threshold) << g;
+    return candidates | sse_wk(out + HYBRID_SSE, in + HYBRID_SSE, wk, threshold, SHANI_PERM)
+                            << HYBRID_SSE;
+}
+
+TARGET_SHANI static void search_hybrid(pow_search_t *job)
+{
+    run_search(job, HYBRID_LANES, compress_hybrid, compress_wk_hybrid, HYBRID_STYLE, SHANI_PERM);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1289,7 +1387,7 @@ static int cpu_has_avx2(void)
 #define FOR_ALANES(l) UNROLL for (int l = 0; l < ARMSHA_LANES; l++)
 
 /* sha256h/sha256h2 do four rounds: plans skip multiples of four. */
-static const plan_style_t ARMSHA_STYLE = {4, 2, 1};
+static const plan_style_t ARMSHA_STYLE = {4, 2, 0};
 
 /* Four rounds for every lane with x[l] = W + K. */
 #define ARM_ROUNDS4()                                                                           \
@@ -1319,7 +1417,7 @@ TARGET_ARMSHA static ALWAYS_INLINE uint32x4_t arm_load_group(const uint8_t *bloc
 }
 
 TARGET_ARMSHA static unsigned compress_arm_full(state_t *out, const state_t *in, int shared,
-                                                const lanes_t *lanes, uint64_t threshold)
+                                                const lane_t *lanes, uint64_t threshold)
 {
     uint32x4_t s0[ARMSHA_LANES], s1[ARMSHA_LANES], m[ARMSHA_LANES][4], x[ARMSHA_LANES];
     FOR_ALANES(l)
@@ -1328,7 +1426,7 @@ TARGET_ARMSHA static unsigned compress_arm_full(state_t *out, const state_t *in,
         s0[l] = vld1q_u32(&q->w[0]);
         s1[l] = vld1q_u32(&q->w[4]);
         for (int g = 0; g < 4; g++)
-            m[l][g] = arm_load_group(lanes->block[l], g);
+            m[l][g] = arm_load_group(lanes[l].block, g);
     }
     UNROLL
     for (int i = 0; i < 16; i++) {
@@ -1353,7 +1451,7 @@ TARGET_ARMSHA static unsigned compress_arm_full(state_t *out, const state_t *in,
 /* With a plan, from round 4 * s on (s a constant in each copy): the groups of four message
    words that do not depend on the window come from the plan. */
 TARGET_ARMSHA static ALWAYS_INLINE unsigned arm_plan(state_t *out, const state_t *in,
-                                                     int shared, const lanes_t *lanes,
+                                                     int shared, const lane_t *lanes,
                                                      const plan_t *p, uint64_t threshold,
                                                      const int s)
 {
@@ -1367,7 +1465,7 @@ TARGET_ARMSHA static ALWAYS_INLINE unsigned arm_plan(state_t *out, const state_t
         s1[l] = vld1q_u32(&from->w[4]);
         for (int g = 0; g < 4; g++)
             if (AVAR(g))
-                m[l][g] = arm_load_group(lanes->block[l], g);
+                m[l][g] = arm_load_group(lanes[l].block, g);
     }
     /* Groups 4 .. s+3 would have been made during the skipped steps. */
     UNROLL
@@ -1404,7 +1502,7 @@ TARGET_ARMSHA static ALWAYS_INLINE unsigned arm_plan(state_t *out, const state_t
 }
 
 TARGET_ARMSHA static unsigned compress_arm(state_t *out, const state_t *in, int shared,
-                                           const lanes_t *lanes, const plan_t *p,
+                                           const lane_t *lanes, const plan_t *p,
                                            int from_state, uint64_t threshold)
 {
     if (!p)
@@ -1478,6 +1576,7 @@ static const engine_t ENGINES[] = {
 #if POW_X86
     {"sha-ni", search_shani, cpu_has_shani, &SHANI_STYLE},
     {"avx2", search_avx2, cpu_has_avx2, &AVX2_STYLE},
+    {"sha-ni+sse", search_hybrid, cpu_has_shani, &HYBRID_STYLE},
 #endif
 #if POW_ARM64
     {"armv8-sha2", search_arm, cpu_has_armsha, &ARMSHA_STYLE},

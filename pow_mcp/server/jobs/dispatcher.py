@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable
 import anyio
 from anyio.abc import TaskGroup
 
-from pow_mcp.server.runner import LiveJob, Runner, StopReason, anchor_for
-from pow_mcp.server.spec import JobInputError, JobSpec
+from pow_mcp.server.jobs.live import LiveJob, StopReason, anchor_for
+from pow_mcp.server.jobs.runner import Runner
+from pow_mcp.server.jobs.spec import JobInputError, JobSpec
 from pow_mcp.store import TERMINAL, JobRecord, JobStatus, JobStore, StoreError, utc_now
 
 log = logging.getLogger(__name__)

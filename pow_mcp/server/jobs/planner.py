@@ -1,4 +1,5 @@
-"""When this instance's age-based jobs hash, and in which order: `pow.policy` applied.
+"""When this instance's age-based jobs hash, and in which order: `pow.policy` applied to
+them together (`Planner`), and each one's view of the chain while it waits (`AgeGate`).
 
 The runner asks `should_hash` once per block for each waiting age-based job; the plans are
 made again when the height moves, a job joins or leaves, or the pool's measured rate has
@@ -13,7 +14,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pow_mcp.pow.difficulty import age_difficulty
+import anyio
+
+from pow_mcp.pow.difficulty import age_difficulty, first_valid_age
 from pow_mcp.pow.policy import (
     AgeJob,
     Plan,
@@ -24,8 +27,10 @@ from pow_mcp.pow.policy import (
     plan_jobs,
 )
 from pow_mcp.pow.pool import HashingPool
-from pow_mcp.server.blocks import Anchor
-from pow_mcp.server.spec import JobSpec
+from pow_mcp.server.config import Config
+from pow_mcp.server.jobs.blocks import Anchor, BlockClock
+from pow_mcp.server.jobs.live import LiveJob, RetryableError
+from pow_mcp.server.jobs.spec import JobSpec
 from pow_mcp.store.record import JobRecord, WaitingInfo
 
 log = logging.getLogger(__name__)
@@ -172,4 +177,107 @@ def preview(
     return plan_job(job, height=height, hashrate=rate, block_time=block, start=start)
 
 
-__all__ = ["PlanKind", "Planner", "plan_info", "preview"]
+class AgeGate:
+    """What an age-based job on this instance sees of the chain: its height source, its
+    difficulty now, whether its plan (or TARGET_DIFFICULTY_START) says to hash, and the
+    `waiting_info` that tells the agent."""
+
+    def __init__(self, config: Config, clock: BlockClock, pool: HashingPool) -> None:
+        self.config, self.clock = config, clock
+        start = config.target_start
+        self.planner = Planner(start, pool, config.block_time_seconds) if start.auto else None
+
+    def join(self, job: LiveJob) -> None:
+        """Plan the job with this instance's other age-based jobs (under `auto`)."""
+        if self.planner is not None and job.job_id not in self.planner:
+            self.planner.join(
+                job.job_id,
+                lambda: job.record,
+                job.spec,
+                lambda: self.source(job),
+                shared=self.clock.url is not None,
+                hashing=lambda: job.hashing,
+            )
+
+    def leave(self, job_id: str) -> None:
+        if self.planner is not None:
+            self.planner.leave(job_id)
+
+    def source_fault(self, job: LiveJob) -> str | None:
+        """Why the job cannot go on: its only height source has been silent past the grace."""
+        if job.spec.current_block_height is not None or self.clock.url is None:
+            return None  # the job's own height is extrapolated as long as it takes
+        silent, grace = self.clock.silent_for(), self.config.block_height_grace_seconds
+        if silent <= grace:
+            return None
+        return (
+            f"the block height source {self.clock.url} has not answered for {silent:.0f} s "
+            f"(BLOCK_HEIGHT_GRACE_SECONDS={grace:g}): {self.clock.last_error}"
+        )
+
+    def source(self, job: LiveJob) -> Anchor:
+        """The polled chain height when there is one, else the height the job was given."""
+        source = self.clock.anchor or job.anchor
+        if source is None:
+            raise RetryableError(
+                "no block height: BLOCK_HEIGHT_URL gave none and the job has no "
+                "current_block_height"
+            )
+        return source
+
+    def update_difficulty(self, job: LiveJob) -> int:
+        """Read the height once; the job's age difficulty follows from it."""
+        spec = job.spec
+        assert spec.block_start is not None and spec.difficulty_range is not None
+        job.height = self.source(job).now()
+        job.difficulty = age_difficulty(job.height - spec.block_start, spec.difficulty_range)
+        return job.difficulty
+
+    def should_start(self, job: LiveJob) -> bool:
+        threshold = self.config.target_start.threshold
+        if self.planner is None:
+            assert threshold is not None
+            return job.difficulty <= threshold
+        return self.planner.plan(job.job_id).should_hash(job.height)
+
+    def waiting_info(self, job: LiveJob) -> WaitingInfo:
+        threshold = self.config.target_start.threshold
+        if self.planner is None or job.job_id not in self.planner:
+            start = threshold if threshold is not None else job.difficulty
+            return waiting_info(job.spec, job.height, job.difficulty, start)
+        plan = self.planner.plan(job.job_id)
+        return plan_info(plan, job.spec, job.height, job.difficulty, self.clock_note())
+
+    def clock_note(self) -> str | None:
+        """Said in waiting_info while the height source is silent (heights extrapolated)."""
+        silent = self.clock.silent_for()
+        if self.clock.url is None or silent <= 2 * self.config.block_time_seconds:
+            return None
+        return (
+            f"the block height source has not answered for {silent:.0f} s; the plan goes on "
+            f"from heights extrapolated at {self.config.block_time_seconds:g} s a block"
+        )
+
+    def seconds_to_next_block(self, job: LiveJob) -> float:
+        source = self.source(job)
+        return source.seconds_until(source.now() + 1)
+
+    async def next_block(self, job: LiveJob) -> None:
+        """Sleep until the extrapolated height moves on, or a poll brings a new one."""
+        with anyio.move_on_after(self.seconds_to_next_block(job)):
+            await self.clock.wait_changed()
+
+
+def waiting_info(spec: JobSpec, height: int, difficulty: int, start: int) -> WaitingInfo:
+    """Where an age-based job stands: its age and difficulty now, and when it will hash."""
+    assert spec.block_start is not None and spec.difficulty_range is not None
+    start_age = first_valid_age(start, spec.difficulty_range) or 0
+    return WaitingInfo(
+        current_age=height - spec.block_start,
+        current_difficulty=difficulty,
+        start_difficulty=start,
+        blocks_remaining=max(0, spec.block_start + start_age - height),
+    )
+
+
+__all__ = ["AgeGate", "PlanKind", "Planner", "plan_info", "preview", "waiting_info"]

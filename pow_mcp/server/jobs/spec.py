@@ -26,7 +26,7 @@ class TaskRequest:
     ttl_seconds: float | None = None
 
 
-# Set by the MCP Tasks layer (server/tasks.py) around a tool call that creates a task.
+# Set by the MCP Tasks layer (server/tasks/) around a tool call that creates a task.
 TASK_REQUEST: ContextVar[TaskRequest | None] = ContextVar("task_request", default=None)
 
 
