@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from pow_mcp.pow.bench import cpu_model, pool_rate
 from pow_mcp.pow.difficulty import age_difficulty, first_valid_age
-from pow_mcp.pow.policy import AUTO, AgeJob, TargetStart, hashing_order, plan_job, plan_jobs
+from pow_mcp.pow.plan import AUTO, AgeJob, TargetStart
+from pow_mcp.pow.policy import hashing_order, plan_job, plan_jobs
 from pow_mcp.pow.pool import default_workers
 
 BLOCK_TIME = 5.0

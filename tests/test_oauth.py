@@ -13,8 +13,9 @@ import httpx2
 import pytest
 
 from pow_mcp.server.config import ConfigError, OAuthSettings, load_config
-from pow_mcp.server.oauth import MAX_PRINCIPAL, Rejected, SigningKeys, TokenCheck, principal_of
-from pow_mcp.server.oauth_gate import READ, WRITE, resource_metadata, scope_needed
+from pow_mcp.server.oauth.gate import READ, WRITE, resource_metadata, scope_needed
+from pow_mcp.server.oauth.issuer import SigningKeys
+from pow_mcp.server.oauth.tokens import MAX_PRINCIPAL, Rejected, TokenCheck, principal_of
 from tests.oauth_issuer import LocalIssuer, Serving, serving
 
 RESOURCE = "http://127.0.0.1:8123/mcp"  # no server listens: these tests check tokens only

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,38 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return components
+
+
+# -- ARCHITECTURE.md -----------------------------------------------------------------------------
+
+ARCHITECTURE = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+
+
+def test_the_architecture_page_names_every_module() -> None:
+    """Each module appears in ARCHITECTURE.md's map by its file name, or its folder does
+    (`jsonfile/`, `sql/`): a module added without a place on the map fails here."""
+    named = set(re.findall(r"`([^`\s]+)`", ARCHITECTURE))
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "__init__.py" or "migrations" in path.parts:
+            continue
+        # A folder named as a whole covers its modules; a layer (`store/`) does not.
+        folder = path.parent.name + "/" if path.parent.name not in LAYERS else path.name
+        if not ({path.name, folder} & named or any(n.endswith("/" + path.name) for n in named)):
+            missing.append(str(path.relative_to(PACKAGE)))
+    assert not missing, f"ARCHITECTURE.md does not name: {missing}"
+
+
+def test_every_path_the_architecture_page_names_exists() -> None:
+    """A file or folder named in ARCHITECTURE.md is one that exists (a renamed module must
+    be renamed there too)."""
+    root = PACKAGE.parent
+    tree = [p for top in ("pow_mcp", "ui", "tests", "benchmarks") for p in (root / top).rglob("*")]
+    files = {p.relative_to(root).as_posix() for p in tree} | {"pow_mcp", "ui", "tests"}
+    named = {n for n in re.findall(r"`([^`\s]+)`", ARCHITECTURE) if re.search(r"\.(py|c)$|/$", n)}
+    stale = [
+        n
+        for n in sorted(named)
+        if not any(f == n.rstrip("/") or f.endswith("/" + n.rstrip("/")) for f in files)
+    ]
+    assert not stale, f"ARCHITECTURE.md names what does not exist: {stale}"

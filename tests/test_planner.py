@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pow_mcp.pow.policy import AUTO, hashing_order
+from pow_mcp.pow.plan import AUTO
+from pow_mcp.pow.policy import hashing_order
 from pow_mcp.server.jobs.blocks import Anchor
 from pow_mcp.server.jobs.planner import Planner, plan_info
 from pow_mcp.server.jobs.spec import JobSpec

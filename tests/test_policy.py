@@ -17,17 +17,15 @@ from hypothesis import assume, currently_in_test_context, given, settings
 from hypothesis import strategies as st
 
 from pow_mcp.pow.difficulty import age_difficulty, valid_from_block
-from pow_mcp.pow.policy import (
+from pow_mcp.pow.plan import (
     AUTO,
     MEDIAN_SLACK,
     AgeJob,
     PlanKind,
     TargetStart,
-    hashing_order,
-    plan_job,
-    plan_jobs,
     valid_probability,
 )
+from pow_mcp.pow.policy import hashing_order, plan_job, plan_jobs
 from pow_mcp.pow.scheme import digest_leading_zeros, message
 
 TOP = 64

@@ -25,8 +25,8 @@ from pow_mcp.server.auth import CALLER, LOCAL_CALLER, HttpGate, caller_of, is_lo
 from pow_mcp.server.config import Config, ConfigError
 from pow_mcp.server.jobs.manager import JobManager
 from pow_mcp.server.lifecycle import open_manager
-from pow_mcp.server.oauth import TokenCheck, open_token_check
-from pow_mcp.server.oauth_gate import ResourceServer, resource_metadata, write_tools_of
+from pow_mcp.server.oauth.gate import ResourceServer, resource_metadata, write_tools_of
+from pow_mcp.server.oauth.tokens import TokenCheck, open_token_check
 from pow_mcp.server.resources import JobFeed, ResourceWire
 from pow_mcp.server.signals import stop_signals
 from pow_mcp.server.stdio import serve_stdio

@@ -1,7 +1,7 @@
 """Who is calling: bearer tokens over HTTP (RFC 6750), principals, and the HTTP gate.
 
 Two kinds of token, one at a time: static ones (here), or an identity provider's OAuth
-access tokens (server/oauth.py, whose principals are `issuer#subject`).
+access tokens (server/oauth/, whose principals are `issuer#subject`).
 
 A token file holds `name:token` lines; each name is a principal. A single POW_MCP_TOKEN is
 the principal `default`. Jobs record their principal; a principal sees and acts on its own
@@ -148,7 +148,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class Admission(Protocol):
-    """The OAuth side of the gate (server/oauth_gate.py's ResourceServer)."""
+    """The OAuth side of the gate (server/oauth/gate.py's ResourceServer)."""
 
     async def admit(
         self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send

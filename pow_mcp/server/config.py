@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pow_mcp.pow.policy import AUTO, TargetStart
+from pow_mcp.pow.plan import AUTO, TargetStart
 from pow_mcp.pow.pool import default_workers
 from pow_mcp.server.auth import TokenError, Tokens, is_loopback
 from pow_mcp.store import StoreConfigError, StoreSettings

@@ -41,6 +41,7 @@ def _non_negative_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The server's flags, one add_argument each: longer than 60 lines, flat, and in --help order.
     parser = argparse.ArgumentParser(
         prog="pow-mcp",
         description="Proof-of-work job server for AI agents (MCP). "

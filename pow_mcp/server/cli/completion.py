@@ -92,6 +92,7 @@ def _words(words: list[str]) -> str:
 
 
 def bash_script(tree: Node) -> str:
+    # Mostly the bash script's own text, kept whole so it reads as the script it is.
     nodes = tree.walk()
     descend = "\n".join(
         f"            {shlex.quote(f'{n.key}:{name}')}) node={shlex.quote(child.key)} ;;"

@@ -17,15 +17,8 @@ from dataclasses import dataclass
 import anyio
 
 from pow_mcp.pow.difficulty import age_difficulty, first_valid_age
-from pow_mcp.pow.policy import (
-    AgeJob,
-    Plan,
-    PlanKind,
-    TargetStart,
-    hashing_order,
-    plan_job,
-    plan_jobs,
-)
+from pow_mcp.pow.plan import AgeJob, Plan, PlanKind, TargetStart
+from pow_mcp.pow.policy import hashing_order, plan_job, plan_jobs
 from pow_mcp.pow.pool import HashingPool
 from pow_mcp.server.config import Config
 from pow_mcp.server.jobs.blocks import Anchor, BlockClock

@@ -22,6 +22,8 @@ MAX_BATCH = 100
 
 
 def tools(manager: JobManager) -> list[Tool]:
+    # Long on purpose, like tools/jobs.py's: one short closure per tool, each docstring the
+    # tool's description.
     async def pause_job(job_id: JobIdArgument) -> Annotated[CallToolResult, ControlAnswer]:
         """Pause a queued, waiting or running job: its workers are freed within half a second
         and it keeps its checkpoint and best hash so far; resume_job continues it without

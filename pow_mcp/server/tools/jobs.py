@@ -77,6 +77,8 @@ def start_answer(manager: JobManager, record: JobRecord) -> tuple[StartAnswer, s
 
 
 def tools(manager: JobManager) -> list[Tool]:
+    # One long factory on purpose: each tool is a short closure over `manager` whose
+    # docstring is the description an LLM reads; split up, they would read no better.
     @flat_tool(StartArguments)
     async def start_proof_of_work(args: StartArguments) -> Annotated[CallToolResult, StartAnswer]:
         """Start finding a SHA-256 proof of work in the background and return a job_id at once.

@@ -1,5 +1,5 @@
 """The HTTP gate's OAuth side: the protected-resource metadata (RFC 9728) that tells clients
-where to get tokens, and each request's check: a valid access token (server/oauth.py), and
+where to get tokens, and each request's check: a valid access token (oauth/tokens.py), and
 the scope its JSON-RPC call needs (pow:read to read jobs, pow:write to start or change
 them), refused with 401 or 403 and a `WWW-Authenticate` challenge as RFC 6750 says.
 """
@@ -22,7 +22,7 @@ from starlette.authentication import AuthCredentials
 
 from pow_mcp.server.auth import Caller, Receive, Scope, Send, reply
 from pow_mcp.server.config import ConfigError, OAuthSettings
-from pow_mcp.server.oauth import Rejected, TokenCheck, principal_of
+from pow_mcp.server.oauth.tokens import Rejected, TokenCheck, principal_of
 
 READ = "pow:read"
 WRITE = "pow:write"
