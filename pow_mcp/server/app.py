@@ -37,7 +37,7 @@ from pow_mcp.server.view import add_pages, is_page, job_view_extension, view_mid
 
 log = logging.getLogger("pow-mcp")
 
-HTTP_MAX_CONNECTIONS = 200
+HTTP_MAX_CONNECTIONS = 500  # 100 open job views hold up to 200 (a wait and a look each)
 HTTP_KEEP_ALIVE_SECONDS = 5
 HTTP_GRACEFUL_STOP_SECONDS = 5
 
