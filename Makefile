@@ -68,7 +68,7 @@ ui:
 
 # A rebuild gives exactly the committed files (CI runs it).
 ui-check: ui
-	git diff --exit-code --stat -- server/ui tests/browser
+	git diff --exit-code --stat -- pow_mcp/server/ui tests/browser
 
 # A chaos run (not part of `make test`): servers on one store, busy clients and a fault
 # schedule drawn from SEED, then the invariant checker (benchmarks/chaos.py). BACKEND is
