@@ -99,16 +99,17 @@ class Database:
     # -- opening -----------------------------------------------------------------------------
 
     def open_sync(
-        self, upgrade: bool, then: Callable[[], None] | None
-    ) -> tuple[str | None, str | None]:
-        """Check the database and migrate it (`upgrade`) or refuse a schema that is not
-        current, then call `then`; returns (revision migrated from, schema revision). A
-        `StoreConfigError` naming JOBS_DATABASE_URL if that cannot be done."""
+        self, schema: migrate.SchemaAction, then: Callable[[], None] | None
+    ) -> tuple[str | None, str]:
+        """Check the database and do `schema` to its schema (see `migrate.SchemaAction`),
+        refusing one that is not current after that, then call `then`; returns (schema
+        revision before, after), None for no schema. A `StoreConfigError` naming
+        JOBS_DATABASE_URL if that cannot be done."""
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         pause = 0.02
         while True:
             try:
-                return self._open_once(upgrade, then)
+                return self._open_once(schema, then)
             except (SQLAlchemyError, sqlite3.Error) as exc:
                 # SQLite answers "database is locked" at once, whatever busy_timeout says, in
                 # a few cases (switching to WAL, or recovering a WAL, while another process
@@ -121,17 +122,19 @@ class Database:
             pause = min(pause * 2, 0.5)
 
     def _open_once(
-        self, upgrade: bool, then: Callable[[], None] | None
-    ) -> tuple[str | None, str | None]:
+        self, schema: migrate.SchemaAction, then: Callable[[], None] | None
+    ) -> tuple[str | None, str]:
         try:
             if self.url.path is not None:
                 self._prepare_sqlite_file(self.url.path)
-            versions: tuple[str | None, str | None]
-            if upgrade:
-                with self.writer.begin() as conn:
-                    versions = migrate.upgrade(conn)
+            if schema == "check":
+                with self.engine.connect() as conn:
+                    version = migrate.current_revision(conn)
+                versions = version, self._require_current(version)
             else:
-                versions = None, self._check_schema()
+                with self.writer.begin() as conn:
+                    before, after = migrate.upgrade(conn, only_if_empty=schema == "create")
+                versions = before, self._require_current(after)
             if then is not None:
                 then()
             return versions
@@ -141,9 +144,7 @@ class Database:
         except OSError as exc:
             raise self._open_error(exc) from None
 
-    def _check_schema(self) -> str | None:
-        with self.engine.connect() as conn:
-            version = migrate.current_revision(conn)
+    def _require_current(self, version: str | None) -> str:
         if version != migrate.HEAD:
             raise StoreConfigError(
                 f"{VARIABLE}: the database {self.location} has schema "
