@@ -81,7 +81,7 @@ class Database:
             raise
         except SQLAlchemyError as exc:
             what = "write to" if write else "read"
-            reason = mask(str(getattr(exc, "orig", None) or exc).strip(), self.url)
+            reason = reason_of(exc, self.url)
             error_type = StoreWriteError if write else StoreError
             message = f"could not {what} the jobs database {self.location}: {reason}"
             raise error_type(message) from None
@@ -195,7 +195,7 @@ class Database:
             raw.close()
 
     def _open_error(self, exc: BaseException) -> StoreConfigError:
-        reason = mask(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], self.url)
+        reason = reason_of(exc, self.url)
         if self.kind == "sqlite":
             lowered = reason.lower()
             if "readonly" in lowered or "read-only" in lowered:
@@ -213,6 +213,13 @@ class Database:
             f"{VARIABLE}: cannot use the PostgreSQL database {self.url.display} ({reason}); "
             "check the host, port, database name, user and password, and that the server runs"
         )
+
+
+def reason_of(exc: BaseException, url: DatabaseUrl) -> str:
+    """A database error's first line, without the password: libpq adds hint lines ("Is the
+    server running on that host...?") that would split every log line in two."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return mask(text.splitlines()[0] if text else type(exc).__name__, url)
 
 
 def _create_engine(url: DatabaseUrl) -> Engine:

@@ -9,8 +9,7 @@ import sqlite3
 import anyio
 from sqlalchemy.exc import SQLAlchemyError
 
-from pow_mcp.store.sql.connection import CHANNEL, Database
-from pow_mcp.store.url import mask
+from pow_mcp.store.sql.connection import CHANNEL, Database, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ class ChangeWatch:
                 log.warning(
                     "lost the notification connection to %s (%s); retrying",
                     url.display,
-                    mask(str(exc), url),
+                    reason_of(exc, url),
                 )
             # Until listening again, tell waiters to look every second.
             self.signal()
