@@ -21,11 +21,19 @@ from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from pow_mcp.store.api import StoreClosedError, StoreConfigError, StoreError, StoreWriteError
 from pow_mcp.store.jsonfile.file import ensure_dir
+from pow_mcp.store.outage import Outage
 from pow_mcp.store.record import FutureRecordError
 from pow_mcp.store.sql import migrate
 from pow_mcp.store.sql.rows import lenient_json
@@ -50,6 +58,7 @@ class Database:
         self.writer = self.engine.execution_options(pow_write=True)
         self.limiter = anyio.CapacityLimiter(1 if url.dialect == "sqlite" else PG_POOL_SIZE)
         self.closed = False
+        self.outage = Outage(self.location, logger=log)
 
     @property
     def location(self) -> str:
@@ -74,17 +83,22 @@ class Database:
         if self.closed:
             raise StoreClosedError("the job store is closed")
         try:
-            return await anyio.to_thread.run_sync(
+            result = await anyio.to_thread.run_sync(
                 self._sync_call, fn, write, notify, limiter=self.limiter
             )
         except (StoreError, FutureRecordError):
+            self.outage.reachable()
             raise
         except SQLAlchemyError as exc:
+            if _unreachable(exc):
+                self.outage.failed()
             what = "write to" if write else "read"
             reason = reason_of(exc, self.url)
             error_type = StoreWriteError if write else StoreError
             message = f"could not {what} the jobs database {self.location}: {reason}"
             raise error_type(message) from None
+        self.outage.reachable()
+        return result
 
     def _sync_call(self, fn: Callable[[Connection], T], write: bool, notify: bool) -> T:
         if write:
@@ -220,6 +234,14 @@ def reason_of(exc: BaseException, url: DatabaseUrl) -> str:
     server running on that host...?") that would split every log line in two."""
     text = str(getattr(exc, "orig", None) or exc).strip()
     return mask(text.splitlines()[0] if text else type(exc).__name__, url)
+
+
+def _unreachable(exc: SQLAlchemyError) -> bool:
+    """Whether the database could not be reached or lost the connection (PostgreSQL down,
+    the network gone, a SQLite file that cannot be read), not refused one statement."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, DisconnectionError | SQLAlchemyTimeoutError)
 
 
 def _create_engine(url: DatabaseUrl) -> Engine:

@@ -39,6 +39,7 @@ class SqlJobStore(JobStore):
         self.url = url
         self.kind = url.dialect
         self._db = Database(url, instance_id)
+        self.outage = self._db.outage  # which knows when the database is unreachable
         self._lease = InstanceLease(self._db, lease_seconds)
         self._watch = ChangeWatch(self._db)
         self.schema_version: str | None = None

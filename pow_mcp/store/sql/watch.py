@@ -75,12 +75,15 @@ class ChangeWatch:
                     url.libpq, autocommit=True, connect_timeout=10
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    self._db.outage.reachable()
                     self.signal()  # whatever happened while we were not listening
                     async for note in conn.notifies():
                         if note.payload != self._db.instance_id:
                             self.signal()
             except psycopg.Error as exc:
-                log.warning(
+                self._db.outage.failed()
+                self._db.outage.warning(
+                    log,
                     "lost the notification connection to %s (%s); retrying",
                     url.display,
                     reason_of(exc, url),
