@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -47,6 +48,9 @@ from pow_mcp.store.record import (
     utc_now,
 )
 from pow_mcp.store.url import parse_database_url
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only when a database is used
+    from pow_mcp.store.sql.migrate import SchemaAction
 
 DEFAULT_LEASE_SECONDS = 15.0
 
@@ -89,11 +93,15 @@ class StoreSettings:
         return f"{url.dialect} database {where}"
 
 
-async def connect(settings: StoreSettings, *, serving: bool = True) -> JobStore:
+async def connect(
+    settings: StoreSettings, *, serving: bool = True, create_schema: bool = False
+) -> JobStore:
     """The configured store, open; without its background work (see `open_store`).
 
     A server (`serving`) migrates a database and holds a lease on it; a command-line tool
-    does neither (it needs the current schema, and owns no jobs).
+    does neither (it needs the current schema, and owns no jobs). With `create_schema`, a
+    tool gives a database that has no schema yet the current one; an older schema is still
+    refused (that is `migrate`'s business).
     """
     settings.check()
     instance_id = settings.instance_id or new_instance_id()
@@ -104,8 +112,9 @@ async def connect(settings: StoreSettings, *, serving: bool = True) -> JobStore:
     from pow_mcp.store.sql.store import SqlJobStore  # SQLAlchemy only when a database is used
 
     url = parse_database_url(settings.database_url, settings.data_dir)
+    schema: SchemaAction = "upgrade" if serving else "create" if create_schema else "check"
     return await SqlJobStore.open(
-        url, instance_id, settings.lease_seconds, migrate=serving, register=serving
+        url, instance_id, settings.lease_seconds, schema=schema, register=serving
     )
 
 

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from pow_mcp.store.outage import Outage
 from pow_mcp.store.query import Expiry, JobQuery, retention_cutoff
 from pow_mcp.store.record import (
     ACTIVE,
@@ -77,6 +78,9 @@ class JobStore(ABC):
 
     def __init__(self, instance_id: str) -> None:
         self.instance_id = instance_id  # stored as `owner` of the jobs this instance runs
+        # Warnings of operations that failed and will be retried go through this: rate
+        # limited while the store keeps failing (a database backend says when it is back).
+        self.outage = Outage("the job store")
 
     @property
     @abstractmethod

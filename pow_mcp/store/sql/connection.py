@@ -21,11 +21,19 @@ from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from pow_mcp.store.api import StoreClosedError, StoreConfigError, StoreError, StoreWriteError
 from pow_mcp.store.jsonfile.file import ensure_dir
+from pow_mcp.store.outage import Outage
 from pow_mcp.store.record import FutureRecordError
 from pow_mcp.store.sql import migrate
 from pow_mcp.store.sql.rows import lenient_json
@@ -50,6 +58,7 @@ class Database:
         self.writer = self.engine.execution_options(pow_write=True)
         self.limiter = anyio.CapacityLimiter(1 if url.dialect == "sqlite" else PG_POOL_SIZE)
         self.closed = False
+        self.outage = Outage(self.location, logger=log)
 
     @property
     def location(self) -> str:
@@ -74,17 +83,22 @@ class Database:
         if self.closed:
             raise StoreClosedError("the job store is closed")
         try:
-            return await anyio.to_thread.run_sync(
+            result = await anyio.to_thread.run_sync(
                 self._sync_call, fn, write, notify, limiter=self.limiter
             )
         except (StoreError, FutureRecordError):
+            self.outage.reachable()
             raise
         except SQLAlchemyError as exc:
+            if _unreachable(exc):
+                self.outage.failed()
             what = "write to" if write else "read"
-            reason = mask(str(getattr(exc, "orig", None) or exc).strip(), self.url)
+            reason = reason_of(exc, self.url)
             error_type = StoreWriteError if write else StoreError
             message = f"could not {what} the jobs database {self.location}: {reason}"
             raise error_type(message) from None
+        self.outage.reachable()
+        return result
 
     def _sync_call(self, fn: Callable[[Connection], T], write: bool, notify: bool) -> T:
         if write:
@@ -99,16 +113,17 @@ class Database:
     # -- opening -----------------------------------------------------------------------------
 
     def open_sync(
-        self, upgrade: bool, then: Callable[[], None] | None
-    ) -> tuple[str | None, str | None]:
-        """Check the database and migrate it (`upgrade`) or refuse a schema that is not
-        current, then call `then`; returns (revision migrated from, schema revision). A
-        `StoreConfigError` naming JOBS_DATABASE_URL if that cannot be done."""
+        self, schema: migrate.SchemaAction, then: Callable[[], None] | None
+    ) -> tuple[str | None, str]:
+        """Check the database and do `schema` to its schema (see `migrate.SchemaAction`),
+        refusing one that is not current after that, then call `then`; returns (schema
+        revision before, after), None for no schema. A `StoreConfigError` naming
+        JOBS_DATABASE_URL if that cannot be done."""
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         pause = 0.02
         while True:
             try:
-                return self._open_once(upgrade, then)
+                return self._open_once(schema, then)
             except (SQLAlchemyError, sqlite3.Error) as exc:
                 # SQLite answers "database is locked" at once, whatever busy_timeout says, in
                 # a few cases (switching to WAL, or recovering a WAL, while another process
@@ -121,17 +136,19 @@ class Database:
             pause = min(pause * 2, 0.5)
 
     def _open_once(
-        self, upgrade: bool, then: Callable[[], None] | None
-    ) -> tuple[str | None, str | None]:
+        self, schema: migrate.SchemaAction, then: Callable[[], None] | None
+    ) -> tuple[str | None, str]:
         try:
             if self.url.path is not None:
                 self._prepare_sqlite_file(self.url.path)
-            versions: tuple[str | None, str | None]
-            if upgrade:
-                with self.writer.begin() as conn:
-                    versions = migrate.upgrade(conn)
+            if schema == "check":
+                with self.engine.connect() as conn:
+                    version = migrate.current_revision(conn)
+                versions = version, self._require_current(version)
             else:
-                versions = None, self._check_schema()
+                with self.writer.begin() as conn:
+                    before, after = migrate.upgrade(conn, only_if_empty=schema == "create")
+                versions = before, self._require_current(after)
             if then is not None:
                 then()
             return versions
@@ -141,9 +158,7 @@ class Database:
         except OSError as exc:
             raise self._open_error(exc) from None
 
-    def _check_schema(self) -> str | None:
-        with self.engine.connect() as conn:
-            version = migrate.current_revision(conn)
+    def _require_current(self, version: str | None) -> str:
         if version != migrate.HEAD:
             raise StoreConfigError(
                 f"{VARIABLE}: the database {self.location} has schema "
@@ -194,7 +209,7 @@ class Database:
             raw.close()
 
     def _open_error(self, exc: BaseException) -> StoreConfigError:
-        reason = mask(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], self.url)
+        reason = reason_of(exc, self.url)
         if self.kind == "sqlite":
             lowered = reason.lower()
             if "readonly" in lowered or "read-only" in lowered:
@@ -212,6 +227,21 @@ class Database:
             f"{VARIABLE}: cannot use the PostgreSQL database {self.url.display} ({reason}); "
             "check the host, port, database name, user and password, and that the server runs"
         )
+
+
+def reason_of(exc: BaseException, url: DatabaseUrl) -> str:
+    """A database error's first line, without the password: libpq adds hint lines ("Is the
+    server running on that host...?") that would split every log line in two."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return mask(text.splitlines()[0] if text else type(exc).__name__, url)
+
+
+def _unreachable(exc: SQLAlchemyError) -> bool:
+    """Whether the database could not be reached or lost the connection (PostgreSQL down,
+    the network gone, a SQLite file that cannot be read), not refused one statement."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, DisconnectionError | SQLAlchemyTimeoutError)
 
 
 def _create_engine(url: DatabaseUrl) -> Engine:

@@ -63,7 +63,7 @@ class InstanceLease:
                         )
                         on_forgotten()
             except StoreError as exc:
-                log.warning("could not renew this instance's lease: %s", exc)
+                self._db.outage.warning(log, "could not renew this instance's lease: %s", exc)
 
     async def release(self) -> None:
         """Give the lease up (as the store closes), if it is held and the database answers."""

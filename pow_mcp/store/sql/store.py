@@ -22,6 +22,7 @@ from pow_mcp.store.record import JobRecord, JobStatus
 from pow_mcp.store.sql import queries, transitions
 from pow_mcp.store.sql.connection import Database
 from pow_mcp.store.sql.instances import InstanceLease
+from pow_mcp.store.sql.migrate import SchemaAction
 from pow_mcp.store.sql.rows import readable, record_of, row_values
 from pow_mcp.store.sql.watch import ChangeWatch
 from pow_mcp.store.transitions import Change, Condition
@@ -38,10 +39,11 @@ class SqlJobStore(JobStore):
         self.url = url
         self.kind = url.dialect
         self._db = Database(url, instance_id)
+        self.outage = self._db.outage  # which knows when the database is unreachable
         self._lease = InstanceLease(self._db, lease_seconds)
         self._watch = ChangeWatch(self._db)
         self.schema_version: str | None = None
-        self.migrated_from: str | None = None
+        self.migrated_from: str | None = None  # the revision before this open; None: no schema
 
     @classmethod
     async def open(
@@ -50,18 +52,19 @@ class SqlJobStore(JobStore):
         instance_id: str,
         lease_seconds: float,
         *,
-        migrate: bool = True,
+        schema: SchemaAction = "upgrade",
         register: bool = True,
     ) -> SqlJobStore:
-        """Connect, check and (with `migrate`) migrate the database, and (with `register`)
-        hold a lease as a server instance; a `StoreConfigError` naming JOBS_DATABASE_URL if
-        that cannot be done. Without `migrate`, a schema that is not current is refused."""
+        """Connect, check the database and do `schema` to its schema (migrate it, create it
+        where there is none, or only check it), and (with `register`) hold a lease as a server
+        instance; a `StoreConfigError` naming JOBS_DATABASE_URL if that cannot be done. A
+        schema that is not current after that is refused."""
         self = cls(url, instance_id, lease_seconds)
         then = self._lease.register if register else None
         try:
             with anyio.CancelScope(shield=True):
                 versions = await self._db.in_thread(
-                    functools.partial(self._db.open_sync, migrate, then)
+                    functools.partial(self._db.open_sync, schema, then)
                 )
         except BaseException:
             self._db.engine.dispose()

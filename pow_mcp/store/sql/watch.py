@@ -9,8 +9,7 @@ import sqlite3
 import anyio
 from sqlalchemy.exc import SQLAlchemyError
 
-from pow_mcp.store.sql.connection import CHANNEL, Database
-from pow_mcp.store.url import mask
+from pow_mcp.store.sql.connection import CHANNEL, Database, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +75,18 @@ class ChangeWatch:
                     url.libpq, autocommit=True, connect_timeout=10
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    self._db.outage.reachable()
                     self.signal()  # whatever happened while we were not listening
                     async for note in conn.notifies():
                         if note.payload != self._db.instance_id:
                             self.signal()
             except psycopg.Error as exc:
-                log.warning(
+                self._db.outage.failed()
+                self._db.outage.warning(
+                    log,
                     "lost the notification connection to %s (%s); retrying",
                     url.display,
-                    mask(str(exc), url),
+                    reason_of(exc, url),
                 )
             # Until listening again, tell waiters to look every second.
             self.signal()
