@@ -120,11 +120,14 @@ def pool_rate(workers: int, seconds: float, kernel: str | None = None) -> float:
         pool.submit("bench", SearchTask(PREFIX, NEVER))
         samples: list[tuple[float, int]] = []
         deadline = time.perf_counter() + seconds + 0.5
-        while time.perf_counter() < deadline:
+        # At least two samples, however short `seconds` (a worker may take longer to start).
+        while time.perf_counter() < deadline or len(samples) < 2:
             _, event = events.queue.get(timeout=60)
             if isinstance(event, Progress):
                 samples.append((time.perf_counter(), event.hashes))
-        warm = [s for s in samples if s[0] >= samples[0][0] + 0.5] or samples
+        warm = [s for s in samples if s[0] >= samples[0][0] + 0.5]
+        if len(warm) < 2:  # too short a run to leave the warm-up out
+            warm = samples
         (t0, h0), (t1, h1) = warm[0], warm[-1]
         pool.cancel("bench")
     return (h1 - h0) / (t1 - t0)
