@@ -93,7 +93,10 @@ def kernel_path() -> str:
     """Which kernel "auto" runs, and why, in one line."""
     chosen = get_kernel().name
     if native._ext is None:
-        return f"{chosen} ({native.missing_reason()})"
+        return (
+            f"{chosen}, the slow fallback: the compiled kernel is not installed "
+            f"({native._import_error}); how to get it: the last line"
+        )
     return f"{chosen} (compiled engines this CPU runs: {', '.join(native._ext.engines())})"
 
 
@@ -206,3 +209,5 @@ def run(
         out(_rate_line(label, rate, baseline, extra))
     for label, value in latencies(max_workers).items():
         out(f"latency: {label:<40}{value * 1000:6.0f} ms")
+    if native._ext is None:  # last, where it is read: these figures are the slow fallback's
+        out(f"kernel: hashlib, the slow fallback. {native.FAST_PATH_HELP}.")
