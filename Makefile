@@ -7,7 +7,7 @@ KERNEL_C := $(wildcard $(KERNEL_DIR)/*.c $(KERNEL_DIR)/*.h)
 KERNEL_CORE := $(KERNEL_DIR)/sha256_search.c $(KERNEL_DIR)/kat.c
 
 .PHONY: run test suite lint bench bench-views ui ui-check chaos test-long test-lowest \
-	test-portable test-arm64 test-sanitize clean
+	test-portable test-arm64 test-sanitize test-wheel check-wheels clean
 
 # Stamps re-run the install whenever the project definition or the kernel's C code changes.
 $(VENV)/.stamp-run: pyproject.toml setup.py $(KERNEL_C)
@@ -79,7 +79,7 @@ ui:
 
 # A rebuild gives exactly the committed files (CI runs it).
 ui-check: ui
-	git diff --exit-code --stat -- server/ui tests/browser
+	git diff --exit-code --stat -- pow_mcp/server/ui tests/browser
 
 # A chaos run (not part of `make test`): servers on one store, busy clients and a fault
 # schedule drawn from SEED, then the invariant checker (benchmarks/chaos.py). BACKEND is
@@ -133,6 +133,23 @@ test-sanitize: $(VENV)/.stamp-dev
 	        assert native._ext and '$(SAN_DIR)' in native._ext.__file__, native.missing_reason()" && \
 	    ../../$(BIN)/python -m pytest -q -p no:cacheprovider \
 	        tests/test_kernel.py tests/test_layout.py tests/test_native_kernel.py
+
+# A wheel and an sdist built by `python -m build`, installed into a fresh venv with no C
+# compiler on PATH: the wheel must hash with a compiled engine, the sdist fall back to hashlib
+# and say how to get the fast kernel. 1-3 minutes (the build compiles the kernel), so these
+# tests are marked `wheel` and `make test` leaves them out.
+test-wheel: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest -m wheel tests/test_wheel.py
+
+# The wheels the GitHub workflow (.github/workflows/wheels.yml) builds with cibuildwheel on
+# each platform, as [tool.cibuildwheel] in pyproject.toml selects them, and the workflow
+# checked against GitHub's schema. Offline but for the package registry: both tools come with
+# the dev extras, and check-jsonschema ships the schema.
+check-wheels: $(VENV)/.stamp-dev
+	@set -e; for platform in linux macos windows; do \
+	    echo "== cibuildwheel --print-build-identifiers --platform $$platform"; \
+	    $(BIN)/cibuildwheel --print-build-identifiers --platform $$platform; done
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/wheels.yml
 
 clean:
 	rm -rf $(VENV) build *.egg-info

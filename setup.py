@@ -3,9 +3,9 @@
 `pow_mcp.pow.kernels._sha256` (pow_mcp/pow/kernels/c/: the search core sha256_search.c, which needs
 no Python.h, and its binding module.c) holds the SHA-NI, AVX2, ARMv8 and portable C engines.
 It is optional: where it cannot be compiled, the install still succeeds, says how to get the
-fast path, and the kernels fall back to hashlib. No -march=native: the ISA engines
-are compiled with per-function target attributes and picked at run time, so the build runs
-on any CPU of its architecture.
+fast path (in pip's output only with -v), and the kernels fall back to hashlib. No
+-march=native: the ISA engines are compiled with per-function target attributes and picked at
+run time, so the build runs on any CPU of its architecture.
 """
 
 import os
@@ -16,14 +16,20 @@ from setuptools.command.build_ext import build_ext
 
 C_DIR = os.path.join("pow_mcp", "pow", "kernels", "c")
 
+# pip shows a build's output only when the build fails, or with -v: so this is read in verbose
+# installs and build logs, and the installed package says the same at every server start and in
+# `pow-mcp bench` (pow_mcp/pow/kernels/native.py). Never "pip install pow-mcp": pow-mcp is on no
+# package index, and a package of that name there would be someone else's.
 FAST_PATH_HELP = """
 ******************************************************************************************
 pow-mcp: the compiled SHA-256 kernel could not be built ({error}).
 pow-mcp is installed and works, but hashes with the pure-Python hashlib kernel, about 20x
-slower. To get the fast path, install a C compiler and Python's headers, then reinstall:
+slower. To get the fast path, install a pow-mcp wheel built for this platform (it carries
+the kernel), or install a C compiler and Python's headers, then reinstall from the source:
   Debian/Ubuntu: apt install build-essential python3-dev    Fedora: dnf install gcc python3-devel
   macOS: xcode-select --install    Windows: Microsoft C++ Build Tools (Desktop C++ workload)
-  then: pip install --force-reinstall --no-cache-dir pow-mcp   (in a checkout: make clean run)
+  then: pip install --force-reinstall --no-cache-dir /path/to/pow-mcp (the checkout or the
+  sdist; in the checkout: make clean run)
 ******************************************************************************************
 """
 

@@ -9,8 +9,9 @@ here is what the job view does over MCP, minus the drawing: an MCP session of it
 look (`query_proof_of_work_status`) on its schedule, and one `wait_for_job` kept open for
 the job's end. Two paces:
 
-- schedule: a look every 10 s, what the view does for a job that still has minutes to go
-  (ui/src/model.ts, refreshDelay; the count in between is advanced in the browser);
+- schedule: what the view does for a job that still has minutes to go (ui/src/model.ts,
+  refreshDelay): a look 10 s after the last fresh record, a look's or an answer of its wait
+  (the count in between is advanced in the browser);
 - fastest: a look every second, the most a view ever asks (a job a few seconds from its
   end, or just queued).
 
@@ -84,24 +85,31 @@ class Session:
 
 
 async def watch(session: Session, job_id: str, pace: float) -> None:
-    """One view of `job_id` until it ends: looks every `pace` seconds, and a wait for the end."""
+    """One view of `job_id` until it ends: a look, then one `pace` seconds after the last
+    fresh record (a look, or an answer of the wait for the end that the view keeps open)."""
     ended = anyio.Event()
+    fresh_at = anyio.current_time()
 
     async def wait_for_end() -> None:
+        nonlocal fresh_at
         while True:
             record = await session.tool(
                 "wait_for_job", job_id=job_id, timeout_seconds=END_WAIT_SECONDS
             )
+            fresh_at = anyio.current_time()
             if not record.get("timed_out"):
                 ended.set()
                 return
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(wait_for_end)
+        await session.tool("query_proof_of_work_status", job_id=job_id)
         while not ended.is_set():
-            await session.tool("query_proof_of_work_status", job_id=job_id)
-            with anyio.move_on_after(pace):
+            with anyio.move_on_after(fresh_at + pace - anyio.current_time()):
                 await ended.wait()
+            if not ended.is_set() and anyio.current_time() >= fresh_at + pace:
+                await session.tool("query_proof_of_work_status", job_id=job_id)
+                fresh_at = anyio.current_time()
 
 
 async def run_watched(url: str, hashes: int, views: int, pace: float) -> dict[str, Any]:

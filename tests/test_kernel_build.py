@@ -9,6 +9,7 @@ still succeeds, without the extension, and says how to get it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -129,5 +130,8 @@ def test_a_failed_build_still_installs_and_says_how_to_get_the_fast_path(tmp_pat
         "xcode-select --install",
         "Microsoft C++ Build Tools",
         "pip install --force-reinstall",
+        "a pow-mcp wheel built for this platform",
     ):
         assert how in message
+    # Never by the bare name: pow-mcp is on no package index.
+    assert not re.search(r"pip install (--[a-z-]+ )*pow-mcp\b", message)

@@ -522,3 +522,5 @@ def test_without_the_extension_only_hashlib_is_left(
     # Said once, with how to get the fast path.
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "C compiler" in warnings[0] and "reinstall" in warnings[0]
+    assert "a pow-mcp wheel built for this platform" in warnings[0]
+    assert "pip install --force-reinstall --no-cache-dir /path/to/pow-mcp" in warnings[0]

@@ -4,7 +4,14 @@ server, a disk that fills up (JSON file, SQLite) and a PostgreSQL server that st
 from __future__ import annotations
 
 import hashlib
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +21,7 @@ from mcp import Client
 
 from tests.chain import Chain
 from tests.faults import fill, small_disk
-from tests.mcp_helpers import call, call_error, connect
+from tests.mcp_helpers import ROOT, call, call_error, connect, free_port, server_env
 from tests.pg_server import PostgresServer
 
 START = {
@@ -93,3 +100,105 @@ async def test_a_proof_found_while_postgresql_is_down_is_saved_later(
             await a_proof_survives(client, state, server.stop, server.start)
     finally:
         server.cleanup()
+
+
+# -- the log while PostgreSQL is away ----------------------------------------------------------
+
+CAUSES = {
+    "lease": "could not renew this instance's lease",
+    "watch": "lost the notification connection",
+    "dispatcher": "dispatching jobs failed",
+    "recovery": "looking for interrupted jobs failed",
+}
+COUNT = re.compile(r"\((\d+) more times? in (\d+) s\)$")
+
+
+class ServerLog:
+    """A server's stderr, line by line as it comes: `until` waits for a line, not for time."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        stream = proc.stderr
+
+        def pump() -> None:
+            for line in stream:
+                self._queue.put(line.rstrip("\n"))
+            self._queue.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def until(self, done: Callable[[list[str]], bool], seconds: float = 90) -> None:
+        """Read lines until `done(lines so far)` holds."""
+        deadline = time.monotonic() + seconds
+        while not done(self.lines):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, "\n".join(self.lines[-30:])
+            line = self._queue.get(timeout=remaining)
+            assert line is not None, "the server exited:\n" + "\n".join(self.lines[-30:])
+            self.lines.append(line)
+
+    def rest(self) -> None:
+        while (line := self._queue.get(timeout=30)) is not None:
+            self.lines.append(line)
+
+
+def _of(cause: str, lines: list[str]) -> list[str]:
+    return [line for line in lines if "WARNING" in line and CAUSES[cause] in line]
+
+
+def _counted_line_of_every_cause(lines: list[str]) -> bool:
+    return all(any(COUNT.search(line) for line in _of(cause, lines)) for cause in CAUSES)
+
+
+def _logged_at(line: str) -> datetime:
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+
+
+def test_a_server_logs_a_stopped_postgresql_once_per_cause_per_10_s_then_its_return(
+    tmp_path: Path,
+) -> None:
+    pg = PostgresServer()
+    pg.start()
+    try:
+        url = pg.url(pg.create_database())
+        command = [sys.executable, "-m", "pow_mcp.server.cli", "--transport", "http"]
+        command += ["--port", str(free_port()), "--data-dir", str(tmp_path)]
+        env = server_env(tmp_path, JOBS_DATABASE_URL=url, JOBS_LEASE_SECONDS="3")
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        log = ServerLog(proc)
+        try:
+            log.until(lambda lines: any("Streamable HTTP" in line for line in lines))
+            pg.stop()
+            stopped_at = len(log.lines)
+            # Each cause speaks at once, then again 10 s later with the count of its repeats.
+            log.until(_counted_line_of_every_cause)
+            pg.start()
+            log.until(lambda lines: any("database reachable again" in line for line in lines))
+        finally:
+            proc.terminate()
+            exit_code = proc.wait(timeout=30)
+        log.rest()
+    finally:
+        pg.cleanup()
+    assert exit_code == 0, "\n".join(log.lines[-30:])
+    assert not any("Traceback" in line for line in log.lines), "\n".join(log.lines)
+    assert not any(pg.password in line for line in log.lines)
+
+    (back,) = [i for i, line in enumerate(log.lines) if "database reachable again" in line]
+    assert " INFO pow_mcp.store.sql.connection: database reachable again after " in log.lines[back]
+    assert re.search(r"after \d+ s \(postgresql://pow:\*\*\*@127\.0\.0\.1:", log.lines[back])
+    outage = log.lines[stopped_at:back]
+    for cause in CAUSES:
+        first, *later = _of(cause, outage)
+        assert COUNT.search(first) is None, first
+        assert later, cause
+        previous = first
+        for line in later:
+            counted = COUNT.search(line)
+            assert counted is not None, line  # repeats in between, all held back
+            assert int(counted[1]) >= 1 and int(counted[2]) >= 10, line
+            assert (_logged_at(line) - _logged_at(previous)).total_seconds() >= 9.99, line
+            previous = line
+        assert not _of(cause, log.lines[back:]), cause  # quiet once it is back

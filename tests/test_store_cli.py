@@ -16,7 +16,8 @@ import anyio
 import psycopg
 import pytest
 
-from pow_mcp.store import JobStatus, StoreSettings, connect
+from pow_mcp.store import JobRecord, JobStatus, StoreSettings, connect
+from pow_mcp.store.jsonfile.codec import encode_line, render
 from tests.conftest import PERSISTENT_KINDS
 from tests.faults import small_disk
 from tests.mcp_helpers import ROOT, call, server_env
@@ -185,7 +186,9 @@ def test_a_newer_schema_is_refused_and_left_alone(kind: str, store_settings: Sto
     _refuses_to_start(store_settings, "9999", "newer")
     migrate = pow_mcp(store_settings, "db", "migrate")
     assert migrate.returncode == 1 and "newer" in migrate.stderr
-    assert _revision(store_settings) == "9999"
+    imported = pow_mcp(store_settings, "db", "import", str(_jobs_file(store_settings.data_dir)))
+    assert imported.returncode == 1 and "newer" in imported.stderr
+    assert _revision(store_settings) == "9999" and _job_rows(store_settings) == 1
 
 
 def _set_revision(settings: StoreSettings, revision: str) -> None:
@@ -223,31 +226,40 @@ async def test_a_server_on_a_fresh_database_migrates_and_serves(
     assert done["status"] == "completed"
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"], indirect=True)
-def test_a_database_of_the_first_schema_is_upgraded_with_its_jobs(
-    kind: str, store_settings: StoreSettings
-) -> None:
+def _first_schema(settings: StoreSettings, record: JobRecord) -> None:
+    """Give the settings' database the first schema (0001), with `record` in it, as a
+    pow-mcp of that version would have left it."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine
 
-    from pow_mcp.store.sql import engine as sql_engine
     from pow_mcp.store.sql.migrate import MIGRATIONS
+    from pow_mcp.store.sql.rows import row_values
+    from pow_mcp.store.sql.tables import jobs
     from pow_mcp.store.url import parse_database_url
 
-    url = parse_database_url(store_settings.database_url or "", store_settings.data_dir)
-    record = make_record(JobStatus.COMPLETED)
-    row = sql_engine._row_values(record)
+    url = parse_database_url(settings.database_url or "", settings.data_dir)
+    row = row_values(record)
     del row["task_id"]  # the first schema has no such column
-    store_settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     old = create_engine(url.sqlalchemy_url)
-    with old.begin() as conn:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0001")
-        conn.execute(sql_engine.jobs.insert().values(**row))
-    old.dispose()
+    try:
+        with old.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+            conn.execute(jobs.insert().values(**row))
+    finally:
+        old.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"], indirect=True)
+def test_a_database_of_the_first_schema_is_upgraded_with_its_jobs(
+    kind: str, store_settings: StoreSettings
+) -> None:
+    record = make_record(JobStatus.COMPLETED)
+    _first_schema(store_settings, record)
 
     migrate = pow_mcp(store_settings, "db", "migrate")
     assert migrate.returncode == 0, migrate.stderr
@@ -262,6 +274,110 @@ def test_a_database_of_the_first_schema_is_upgraded_with_its_jobs(
             await store.close()
 
     anyio.run(read_back)
+
+
+# -- `db import` into a database without the current schema ----------------------------------
+
+
+def _jobs_file(where: Path, count: int = 3) -> Path:
+    """A jobs.json-format file of `count` finished jobs (what `db export` writes)."""
+    where.mkdir(parents=True, exist_ok=True)
+    file = where.parent / f"{where.name}-import.json"
+    records = [make_record(JobStatus.COMPLETED) for _ in range(count)]
+    file.write_bytes(render(encode_line(r.job_id, r) for r in records))
+    return file
+
+
+def _job_rows(settings: StoreSettings) -> int:
+    with _db(settings) as conn:
+        row = conn.execute("SELECT count(*) FROM jobs").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _tables(settings: StoreSettings) -> list[str]:
+    """The tables of the settings' database; [] for a SQLite file that is not there."""
+    url = settings.database_url or ""
+    if url.startswith("sqlite") and not (settings.data_dir / "jobs.db").exists():
+        return []
+    query = (
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+        if url.startswith("sqlite")
+        else "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    )
+    with _db(settings) as conn:
+        return sorted(str(row[0]) for row in conn.execute(query).fetchall())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"], indirect=True)
+def test_db_import_into_a_new_database_creates_its_schema(
+    kind: str, store_settings: StoreSettings, tmp_path: Path
+) -> None:
+    file = _jobs_file(tmp_path / "export")
+    assert _tables(store_settings) == []
+
+    imported = pow_mcp(store_settings, "db", "import", str(file))
+    assert imported.returncode == 0, imported.stderr
+    assert "created the jobs schema 0002 in " in imported.stdout
+    assert "imported 3 jobs" in imported.stdout
+    assert _revision(store_settings) == "0002" and _job_rows(store_settings) == 3
+    status = json.loads(pow_mcp(store_settings, "db", "status", "--json").stdout)
+    assert status["schema"] == "0002" and status["jobs"]["completed"] == 3
+
+    again = pow_mcp(store_settings, "db", "import", str(file))  # the schema is there now
+    assert again.returncode == 0, again.stderr
+    assert "created" not in again.stdout and "imported 0 jobs" in again.stdout
+    assert "skipped 3 already in the store" in again.stderr
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"], indirect=True)
+def test_db_import_of_a_bad_file_into_a_new_database_changes_nothing(
+    kind: str, store_settings: StoreSettings, tmp_path: Path
+) -> None:
+    not_json = tmp_path / "not-json.json"
+    not_json.write_text('{"pow_1_x": {"status": "completed"')
+    a_list = tmp_path / "list.json"
+    a_list.write_text("[1, 2]")
+    no_jobs = tmp_path / "no-jobs.json"
+    no_jobs.write_text('{"a": 1, "b": "two"}')
+    bad = {
+        tmp_path / "missing.json": "No such file",
+        tmp_path: "Is a directory",
+        not_json: "not valid JSON",
+        a_list: "not an object",
+        no_jobs: "no value is a job record",
+    }
+    for file, reason in bad.items():
+        done = pow_mcp(store_settings, "db", "import", str(file))
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr.splitlines() == [done.stderr.strip()]  # one line
+        assert done.stderr.startswith("pow-mcp: ") and str(file) in done.stderr
+        assert reason in done.stderr and "Traceback" not in done.stderr
+        assert done.stdout == ""
+        assert _tables(store_settings) == [], file
+    if kind == "sqlite":
+        assert not (store_settings.data_dir / "jobs.db").exists()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"], indirect=True)
+def test_db_import_into_an_older_schema_asks_for_db_migrate(
+    kind: str, store_settings: StoreSettings, tmp_path: Path
+) -> None:
+    _first_schema(store_settings, make_record(JobStatus.COMPLETED))
+    file = _jobs_file(tmp_path / "export")
+
+    refused = pow_mcp(store_settings, "db", "import", str(file))
+    assert refused.returncode == 1
+    lines = refused.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pow-mcp: ")
+    assert "schema 0001" in lines[0] and "`pow-mcp db migrate`" in lines[0]
+    assert _revision(store_settings) == "0001" and _job_rows(store_settings) == 1
+
+    assert pow_mcp(store_settings, "db", "migrate").returncode == 0
+    imported = pow_mcp(store_settings, "db", "import", str(file))
+    assert imported.returncode == 0, imported.stderr
+    assert "created" not in imported.stdout and "imported 3 jobs" in imported.stdout
+    assert _revision(store_settings) == "0002" and _job_rows(store_settings) == 4
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"], indirect=True)

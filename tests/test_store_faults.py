@@ -5,10 +5,13 @@ store works again."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
 from pow_mcp.store import (
@@ -96,25 +99,100 @@ async def test_no_file_descriptors_left(store_settings: StoreSettings, kind: str
 
 
 @pytest.fixture
-def own_postgres() -> PostgresServer:
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, to stop and start."""
     server = PostgresServer()
     server.start()
-    return server
+    try:
+        yield server
+    finally:
+        server.cleanup()
 
 
 async def test_a_database_that_goes_away_for_a_few_seconds(
     own_postgres: PostgresServer, tmp_path: Path
 ) -> None:
     server = own_postgres
-    try:
-        settings = StoreSettings(tmp_path, database_url=server.url(server.create_database()))
-        async with open_store(settings) as store:
-            await faulty_operations(store, server.stop, server.start)
-            server.stop()
-            with pytest.raises(StoreError, match="jobs database") as caught:
-                await store.get("pow_1_x")
-            assert server.password not in str(caught.value)
-            server.start()
-            assert await store.get("pow_1_x") is None
-    finally:
-        server.cleanup()
+    settings = StoreSettings(tmp_path, database_url=server.url(server.create_database()))
+    async with open_store(settings) as store:
+        await faulty_operations(store, server.stop, server.start)
+        server.stop()
+        with pytest.raises(StoreError, match="jobs database") as caught:
+            await store.get("pow_1_x")
+        assert server.password not in str(caught.value)
+        server.start()
+        assert await store.get("pow_1_x") is None
+
+
+# -- the log while the database is away -------------------------------------------------------
+
+LEASE = "could not renew this instance's lease"
+WATCH = "lost the notification connection"
+BACK = "database reachable again after"
+COUNTED = re.compile(r"\((\d+) more times? in 10 s\)$")
+
+
+class ManualClock:
+    """The outage log's clock, moved by the test: its 10 s window passes when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_stopped_database_is_logged_once_per_cause_per_window_and_its_return(
+    own_postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = own_postgres
+    caplog.set_level(logging.INFO, logger="pow_mcp")
+    url = server.url(server.create_database())
+    settings = StoreSettings(tmp_path, database_url=url, lease_seconds=0.6)  # renews every 0.1 s
+
+    def lines(needle: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if needle in r.getMessage()]
+
+    async def until(condition: Callable[[], bool]) -> None:
+        # While PostgreSQL is away the store's watch retries every second and wakes waiters
+        # each time; once it is back, its first LISTEN wakes them too.
+        with anyio.fail_after(60):
+            while not condition():
+                await store.wait_for_change()
+
+    async with open_store(settings) as store:
+        clock = store.outage.clock = ManualClock()
+        server.stop()
+        await until(lambda: bool(lines(LEASE) and lines(WATCH)))
+        for _ in range(2):  # two more retries of the watch, and many of the lease: held back
+            await store.wait_for_change()
+        assert len(lines(LEASE)) == 1 and len(lines(WATCH)) == 1
+        assert not any(COUNTED.search(line) for line in lines(LEASE) + lines(WATCH))
+
+        clock.now += 10  # the window has passed: the next failure of each cause speaks
+        await until(lambda: len(lines(LEASE)) >= 2 and len(lines(WATCH)) >= 2)
+        for needle in (LEASE, WATCH):
+            first, second = lines(needle)
+            assert COUNTED.search(first) is None
+            counted = COUNTED.search(second)
+            assert counted is not None and int(counted[1]) >= 1, second
+
+        clock.now += 15  # 25 s since the first failure
+        server.start()
+        await until(lambda: bool(lines(BACK)))
+        (back,) = [r for r in caplog.records if BACK in r.getMessage()]
+        assert back.levelno == logging.INFO
+        assert re.fullmatch(
+            rf"database reachable again after 25 s \({re.escape(store.location)}\)"
+            r"; \d+ repeated warnings were held back",
+            back.getMessage(),
+        ), back.getMessage()
+        assert await store.get("pow_1_x") is None  # and it works
+
+        # Once it is back, the next outage is told at once: the window starts afresh.
+        before = len(lines(LEASE))
+        server.stop()
+        await until(lambda: len(lines(LEASE)) > before)
+        server.start()
+        await until(lambda: len(lines(BACK)) == 2)
+    assert server.password not in caplog.text

@@ -15,7 +15,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-import pow_mcp.store.jsonfile.store as json_store
+import pow_mcp.store.jsonfile.datadir as datadir
 from pow_mcp.store import (
     DataDirError,
     JobQuery,
@@ -47,7 +47,7 @@ def file_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         writes.append(1)
         return write_atomic(*args, **kwargs)
 
-    monkeypatch.setattr(json_store, "write_atomic", counted)
+    monkeypatch.setattr(datadir, "write_atomic", counted)
     return writes
 
 

@@ -37,7 +37,7 @@ from pow_mcp.server.view import add_pages, is_page, job_view_extension, view_mid
 
 log = logging.getLogger("pow-mcp")
 
-HTTP_MAX_CONNECTIONS = 200
+HTTP_MAX_CONNECTIONS = 500  # 100 open job views hold up to 200 (a wait and a look each)
 HTTP_KEEP_ALIVE_SECONDS = 5
 HTTP_GRACEFUL_STOP_SECONDS = 5
 
@@ -167,7 +167,7 @@ class _HttpServer(uvicorn.Server):
     uvicorn's handlers would take SIGTERM from ours while it serves wherever ours are plain
     `signal.signal` handlers (Windows), so open waits would run into the graceful timeout,
     and it raises the signal again once it has stopped, which ends the process by the
-    default action once ours are gone.
+    default action once ours are gone. `_stop_on_signal` calls its `handle_exit` instead.
     """
 
     @contextlib.contextmanager
@@ -218,7 +218,8 @@ async def _stop_on_signal(
         # Waiting calls answer at once, so the open connections close and uvicorn returns
         # from serve without waiting out their timeouts.
         manager.begin_stop()
-        http.should_exit = True
+        # As uvicorn's own handler would: sse-starlette hooks it to end the open SSE streams.
+        http.handle_exit(signum, None)
 
 
 async def serve(config: Config) -> None:

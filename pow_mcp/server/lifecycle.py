@@ -101,5 +101,7 @@ async def _cleanup_forever(manager: JobManager, retention: float, interval: floa
             for job_id in await manager.cleanup(retention):
                 log.info("job %s: removed by the periodic cleanup", job_id)
         except StoreError as exc:
-            log.warning("periodic cleanup of old jobs failed, will retry: %s", exc)
+            manager.store.outage.warning(
+                log, "periodic cleanup of old jobs failed, will retry: %s", exc
+            )
         await anyio.sleep(interval)

@@ -122,7 +122,9 @@ class JobFeed:
                 try:
                     delay = await self._tell(ids)
                 except StoreError as exc:
-                    log.warning("job notifications paused, the store failed: %s", exc)
+                    self.manager.store.outage.warning(
+                        log, "job notifications paused, the store failed: %s", exc
+                    )
                     delay = PROGRESS_INTERVAL
             wake = self._wake
             with anyio.move_on_after(delay):

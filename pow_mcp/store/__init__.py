@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -22,7 +23,6 @@ from pow_mcp.store.api import (
     DataDirError,
     JobExistsError,
     JobNotFoundError,
-    JobQuery,
     JobStore,
     StoreClosedError,
     StoreConfigError,
@@ -31,6 +31,7 @@ from pow_mcp.store.api import (
 )
 from pow_mcp.store.jsonfile import JOBS_FILE, JsonFileJobStore
 from pow_mcp.store.memory import MemoryJobStore
+from pow_mcp.store.query import JobQuery
 from pow_mcp.store.record import (
     ACTIVE,
     ANY_INSTANCE,
@@ -47,6 +48,9 @@ from pow_mcp.store.record import (
     utc_now,
 )
 from pow_mcp.store.url import parse_database_url
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only when a database is used
+    from pow_mcp.store.sql.migrate import SchemaAction
 
 DEFAULT_LEASE_SECONDS = 15.0
 
@@ -89,11 +93,15 @@ class StoreSettings:
         return f"{url.dialect} database {where}"
 
 
-async def connect(settings: StoreSettings, *, serving: bool = True) -> JobStore:
+async def connect(
+    settings: StoreSettings, *, serving: bool = True, create_schema: bool = False
+) -> JobStore:
     """The configured store, open; without its background work (see `open_store`).
 
     A server (`serving`) migrates a database and holds a lease on it; a command-line tool
-    does neither (it needs the current schema, and owns no jobs).
+    does neither (it needs the current schema, and owns no jobs). With `create_schema`, a
+    tool gives a database that has no schema yet the current one; an older schema is still
+    refused (that is `migrate`'s business).
     """
     settings.check()
     instance_id = settings.instance_id or new_instance_id()
@@ -101,11 +109,12 @@ async def connect(settings: StoreSettings, *, serving: bool = True) -> JobStore:
         return MemoryJobStore(instance_id)
     if settings.database_url is None:
         return await JsonFileJobStore.open(settings.data_dir, instance_id)
-    from pow_mcp.store.sql.engine import SqlJobStore  # SQLAlchemy only when a database is used
+    from pow_mcp.store.sql.store import SqlJobStore  # SQLAlchemy only when a database is used
 
     url = parse_database_url(settings.database_url, settings.data_dir)
+    schema: SchemaAction = "upgrade" if serving else "create" if create_schema else "check"
     return await SqlJobStore.open(
-        url, instance_id, settings.lease_seconds, migrate=serving, register=serving
+        url, instance_id, settings.lease_seconds, schema=schema, register=serving
     )
 
 
@@ -115,7 +124,7 @@ async def migrate(settings: StoreSettings) -> tuple[str | None, str | None]:
     settings.check()
     if not settings.persist or settings.database_url is None:
         return None, None
-    from pow_mcp.store.sql.engine import SqlJobStore
+    from pow_mcp.store.sql.store import SqlJobStore
 
     url = parse_database_url(settings.database_url, settings.data_dir)
     store = await SqlJobStore.open(url, new_instance_id(), settings.lease_seconds, register=False)

@@ -7,16 +7,8 @@ from datetime import datetime
 
 import anyio
 
-from pow_mcp.store.api import (
-    Expiry,
-    JobExistsError,
-    JobQuery,
-    JobStore,
-    StoreClosedError,
-    is_runnable,
-    page,
-    runnable_order,
-)
+from pow_mcp.store.api import JobExistsError, JobStore, StoreClosedError
+from pow_mcp.store.query import Expiry, JobQuery, is_runnable, page, runnable_order
 from pow_mcp.store.record import ACTIVE, JobRecord, JobStatus, copy_record
 from pow_mcp.store.transitions import Change, Condition, apply_change
 

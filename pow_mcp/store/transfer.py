@@ -15,9 +15,10 @@ from pathlib import Path
 
 import anyio
 
-from pow_mcp.store.api import JobExistsError, JobQuery, JobStore, StoreError
+from pow_mcp.store.api import JobExistsError, JobStore, StoreError
 from pow_mcp.store.jsonfile.codec import UnreadableFile, encode_line, parse, render
 from pow_mcp.store.jsonfile.file import write_atomic
+from pow_mcp.store.query import JobQuery
 from pow_mcp.store.record import JobRecord
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,19 @@ async def all_jobs(store: JobStore) -> list[JobRecord]:
 
 async def import_jobs(store: JobStore, path: Path) -> Imported:
     """Create the jobs of a `jobs.json`-format file that the store does not have yet."""
+    return await import_records(store, await read_jobs_file(path))
+
+
+@dataclass(frozen=True)
+class JobsFile:
+    path: Path
+    records: list[JobRecord]
+    unreadable: dict[str, str]  # ids in the file that are not job records, and why
+
+
+async def read_jobs_file(path: Path) -> JobsFile:
+    """The job records of a `jobs.json`-format file; `StoreError` saying why if it cannot be
+    read or is not a jobs file at all. Touches no store: read a file before changing one."""
     try:
         data = await anyio.to_thread.run_sync(path.read_bytes)
     except OSError as exc:
@@ -62,6 +76,12 @@ async def import_jobs(store: JobStore, path: Path) -> Imported:
         raise StoreError(f"{path} is not a jobs file: {exc}") from None
     contents = parsed.contents
     records = [r for r in (contents.record(i) for i in contents.entries) if r is not None]
+    return JobsFile(path, records, parsed.bad)
+
+
+async def import_records(store: JobStore, jobs: JobsFile) -> Imported:
+    """Create the jobs read from a file that the store does not have yet."""
+    records = jobs.records
     existing = await store.get_many([r.job_id for r in records])
     fresh = [r for r in records if r.job_id not in existing]
     for start in range(0, len(fresh), PAGE):
@@ -74,5 +94,5 @@ async def import_jobs(store: JobStore, path: Path) -> Imported:
                 except JobExistsError:
                     existing[record.job_id] = record
     created = len(records) - len(existing)
-    log.info("imported %d jobs from %s (%d already there)", created, path, len(existing))
-    return Imported(created, sorted(existing), parsed.bad)
+    log.info("imported %d jobs from %s (%d already there)", created, jobs.path, len(existing))
+    return Imported(created, sorted(existing), jobs.unreadable)

@@ -119,7 +119,7 @@ class ProgressWriter:
             try:
                 await self.flush()
             except StoreError as exc:
-                log.warning("saving job progress failed, will retry: %s", exc)
+                self._store.outage.warning(log, "saving job progress failed, will retry: %s", exc)
                 await anyio.sleep(max(self._debounce, RETRY_SECONDS))
 
     async def flush(self) -> None:

@@ -37,6 +37,14 @@ export class Refresher {
     clearTimeout(this.timer);
   }
 
+  /** Fresh data came another way (a wait's answer): the next look is `delay` from now. */
+  postpone(delay: number): void {
+    if (this.stopped || this.running) return;
+    this.last = Date.now();
+    this.delay = delay;
+    this.schedule(delay);
+  }
+
   private get visible(): boolean {
     return document.visibilityState !== "hidden" && this.onScreen;
   }

@@ -176,6 +176,8 @@ export class JobView {
       });
       if (ended === null) return 5 * TROUBLE_RETRY_MS;
       this.render(ended);
+      const delay = refreshDelay(ended[0]!);
+      if (delay !== null) this.looks.postpone(delay); // the answer was as good as a look
       return isTerminal(ended[0]!.status) ? null : 0;
     }
     const known = this.jobs.length ? this.jobs : subject.records;

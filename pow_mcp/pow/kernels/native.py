@@ -36,13 +36,15 @@ C_NONCE_LIMIT = 2**64  # the C code takes nonces below this
 # than the first engine not in this set, on the CPU it runs on.
 MEASURED = frozenset({"sha-ni+sse"})
 
+# How to get the compiled kernel. Never "pip install pow-mcp": pow-mcp is on no package index,
+# and a package of that name there would be someone else's.
 FAST_PATH_HELP = (
-    "the compiled SHA-256 kernel (pow_mcp.pow.kernels._sha256) is not built, so hashing uses the "
-    "pure-Python hashlib kernel, about 20x slower. To get the fast path, install a C compiler "
-    "and Python's headers (Debian/Ubuntu: apt install build-essential python3-dev; Fedora: "
-    "dnf install gcc python3-devel; macOS: xcode-select --install; Windows: the Microsoft C++ "
-    "Build Tools) and reinstall pow-mcp (pip install --force-reinstall --no-cache-dir pow-mcp, "
-    "or `make clean run` in a checkout)"
+    "To get the compiled kernel (about 20x faster): install a pow-mcp wheel built for this "
+    "platform (it carries the kernel), or install a C compiler and Python's headers "
+    "(Debian/Ubuntu: apt install build-essential python3-dev; Fedora: dnf install gcc "
+    "python3-devel; macOS: xcode-select --install; Windows: the Microsoft C++ Build Tools) and "
+    "reinstall pow-mcp from its checkout or sdist (pip install --force-reinstall --no-cache-dir "
+    "/path/to/pow-mcp; in the checkout: make clean run)"
 )
 
 
@@ -50,7 +52,11 @@ def missing_reason() -> str | None:
     """Why the extension is unavailable, with how to get it; None when it is there."""
     if _ext is not None:
         return None
-    return f"{FAST_PATH_HELP} (import failed: {_import_error})"
+    return (
+        f"the compiled SHA-256 kernel (pow_mcp.pow.kernels._sha256) is not installed "
+        f"({_import_error}), so hashing uses the pure-Python hashlib kernel, about 20x slower. "
+        f"{FAST_PATH_HELP}"
+    )
 
 
 class CompiledKernel:

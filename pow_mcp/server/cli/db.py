@@ -16,7 +16,8 @@ from pow_mcp.server.cli.common import ERROR, OK, USAGE, store_config, store_flag
 from pow_mcp.server.config import Config
 from pow_mcp.store import JobStatus, JobStore, StoreError, connect, migrate
 from pow_mcp.store.sql.migrate import HEAD
-from pow_mcp.store.transfer import export_jobs, import_jobs
+from pow_mcp.store.sql.store import SqlJobStore
+from pow_mcp.store.transfer import export_jobs, import_records, read_jobs_file
 from pow_mcp.store.url import parse_database_url
 
 
@@ -41,7 +42,9 @@ def add_parser(sub: Any) -> None:
     )
     export.add_argument("file", type=Path)
     imp = actions.add_parser(
-        "import", parents=flags, help="add the jobs of FILE (jobs.json format)"
+        "import",
+        parents=flags,
+        help="add the jobs of FILE (jobs.json format); a database without a schema gets one",
     )
     imp.add_argument("file", type=Path)
 
@@ -157,13 +160,19 @@ async def _export(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _import(args: argparse.Namespace, config: Config) -> int:
-    async def load(store: JobStore) -> int:
-        result = await import_jobs(store, args.file)
-        print(f"imported {result.created} jobs from {args.file}")
-        if result.skipped:
-            print(f"skipped {len(result.skipped)} already in the store", file=sys.stderr)
-        for job_id, reason in result.unreadable.items():
-            print(f"skipped {job_id}: not a job record ({reason})", file=sys.stderr)
-        return OK
-
-    return await _with_store(config, load)
+    # The file first: one that cannot be read or is not a jobs file changes nothing, not
+    # even a new database's schema.
+    jobs = await read_jobs_file(args.file)
+    store = await connect(config.store, serving=False, create_schema=True)
+    try:
+        if isinstance(store, SqlJobStore) and store.migrated_from is None:  # it had none
+            print(f"created the jobs schema {store.schema_version} in {store.location}")
+        result = await import_records(store, jobs)
+    finally:
+        await store.close()
+    print(f"imported {result.created} jobs from {args.file}")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} already in the store", file=sys.stderr)
+    for job_id, reason in result.unreadable.items():
+        print(f"skipped {job_id}: not a job record ({reason})", file=sys.stderr)
+    return OK

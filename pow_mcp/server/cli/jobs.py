@@ -42,7 +42,7 @@ from pow_mcp.store import (
     connect,
     open_store,
 )
-from pow_mcp.store.api import MAX_PAGE
+from pow_mcp.store.query import MAX_PAGE
 
 RECHECK_SECONDS = 1.0  # `watch` reads the job at least this often, whatever the store says
 WATCH_LINE_SECONDS = 2.0  # plain progress lines of `watch`, at most this often

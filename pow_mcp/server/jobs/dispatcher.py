@@ -61,7 +61,7 @@ class Dispatcher:
             try:
                 await self._pass()
             except StoreError as exc:
-                log.warning("dispatching jobs failed, will retry: %s", exc)
+                self.store.outage.warning(log, "dispatching jobs failed, will retry: %s", exc)
             with anyio.move_on_after(TICK_SECONDS):
                 await self._wake.wait()
 
@@ -98,7 +98,9 @@ class Dispatcher:
         try:
             stored = await self.store.get_many(ids)
         except StoreError as exc:
-            log.warning("could not check running jobs against the store: %s", exc)
+            self.store.outage.warning(
+                log, "could not check running jobs against the store: %s", exc
+            )
             return
         for job_id in ids:
             job, record = self.live.get(job_id), stored.get(job_id)
@@ -124,7 +126,13 @@ class Dispatcher:
             if await self.store.claim(job.record):
                 log.info("job %s: paused and resumed elsewhere; it goes on here", job.job_id)
         except StoreError as exc:
-            log.warning("job %s: could not claim it again, will retry: %s", job.job_id, exc)
+            self.store.outage.warning(
+                log,
+                "job %s: could not claim it again, will retry: %s",
+                job.job_id,
+                exc,
+                about=job.job_id,
+            )
 
     def start_now(self, record: JobRecord) -> LiveJob | None:
         """Run a job at once (a new age-based job that waits for its block)."""

@@ -97,12 +97,14 @@ class Endings:
                         )
                         return
                 delay = FINISH_RETRY_SECONDS[min(attempt, len(FINISH_RETRY_SECONDS) - 1)]
-                log.warning(
+                self.store.outage.warning(
+                    log,
                     "job %s: saving its end (%s) failed, retrying in %g s: %s",
                     job.job_id,
                     status.value,
                     delay,
                     exc,
+                    about=job.job_id,
                 )
                 job.record.progress = job.record.progress.model_copy(
                     update={"note": f"{status.value}; saving that failed ({exc}), retrying"}

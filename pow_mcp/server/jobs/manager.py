@@ -38,7 +38,7 @@ from pow_mcp.store import (
     JobStore,
     StoreError,
 )
-from pow_mcp.store.api import visible
+from pow_mcp.store.query import visible
 from pow_mcp.store.writer import ProgressWriter
 
 log = logging.getLogger(__name__)

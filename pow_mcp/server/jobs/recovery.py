@@ -40,7 +40,9 @@ class Recoveries:
             try:
                 await self.recover_orphans()
             except StoreError as exc:
-                log.warning("looking for interrupted jobs failed, will retry: %s", exc)
+                self.store.outage.warning(
+                    log, "looking for interrupted jobs failed, will retry: %s", exc
+                )
             with anyio.move_on_after(RECOVERY_SECONDS):
                 await self.store.wait_for_change()
 

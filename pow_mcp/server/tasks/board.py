@@ -22,7 +22,7 @@ from pow_mcp.server.tools.args import JOB_ID_PATTERN
 from pow_mcp.server.tools.common import answer, describe
 from pow_mcp.server.tools.jobs import start_answer
 from pow_mcp.store import JobQuery, JobRecord, JobStatus
-from pow_mcp.store.api import MAX_PAGE
+from pow_mcp.store.query import MAX_PAGE
 
 log = logging.getLogger(__name__)
 

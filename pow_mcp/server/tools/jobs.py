@@ -34,7 +34,7 @@ from pow_mcp.server.tools.args import (
 )
 from pow_mcp.server.tools.common import answer, describe, duration, hints, job_answer, tool_errors
 from pow_mcp.store import JobQuery, JobRecord, JobStatus
-from pow_mcp.store.api import MAX_PAGE
+from pow_mcp.store.query import MAX_PAGE
 
 StatusName = Literal["queued", "waiting", "running", "paused", "completed", "failed", "cancelled"]
 

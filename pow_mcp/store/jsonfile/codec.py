@@ -63,7 +63,7 @@ _SPARSE_DEFAULTS: dict[str, object] = {
 
 
 class Entry(NamedTuple):
-    """What the store needs of a record without parsing it (a `store.api.JobFacts`)."""
+    """What the store needs of a record without parsing it (a `store.query.JobFacts`)."""
 
     job_id: str
     status: JobStatus

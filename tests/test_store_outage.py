@@ -1,0 +1,100 @@
+"""The outage log on its own, with a clock the test moves: what is one cause, what a counted
+line and the line of the database's return say. (With a real PostgreSQL that stops and
+starts: tests/test_store_faults.py and tests/test_server_faults.py.)"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from pow_mcp.store.outage import Outage
+
+log = logging.getLogger("pow_mcp.test_outage")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records]
+
+
+def test_a_cause_is_its_template_and_speaks_again_after_the_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock = Clock()
+    outage = Outage("db", clock=clock)
+    for second in range(25):
+        clock.now = second
+        outage.warning(log, "renewal failed: %s", f"error {second}")  # one cause, many texts
+        outage.warning(log, "job %s: could not save: %s", "a", "x", about="a")
+        outage.warning(log, "job %s: could not save: %s", "b", "x", about="b")
+    assert messages(caplog) == [
+        "renewal failed: error 0",
+        "job a: could not save: x",
+        "job b: could not save: x",
+        "renewal failed: error 10 (9 more times in 10 s)",
+        "job a: could not save: x (9 more times in 10 s)",
+        "job b: could not save: x (9 more times in 10 s)",
+        "renewal failed: error 20 (9 more times in 10 s)",
+        "job a: could not save: x (9 more times in 10 s)",
+        "job b: could not save: x (9 more times in 10 s)",
+    ]
+    assert all(record.levelno == logging.WARNING for record in caplog.records)
+    assert {record.name for record in caplog.records} == {log.name}
+    assert {record.filename for record in caplog.records} == {"test_store_outage.py"}
+
+
+def test_a_cause_that_comes_back_late_says_how_long_its_repeats_took(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    outage = Outage("db", clock=clock)
+    outage.warning(log, "cleanup failed: %s", "100% full")
+    clock.now = 3
+    outage.warning(log, "cleanup failed: %s", "100% full")
+    clock.now = 300
+    outage.warning(log, "cleanup failed: %s", "100% full")
+    assert messages(caplog) == [
+        "cleanup failed: 100% full",
+        "cleanup failed: 100% full (1 more time in 300 s)",
+    ]
+
+
+def test_the_database_back_is_one_line_and_the_next_outage_speaks_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock = Clock()
+    outage = Outage("postgresql://u:***@h/db", clock=clock)
+    outage.reachable()  # no outage: nothing to say
+    clock.now = 100
+    outage.failed()
+    outage.warning(log, "renewal failed")
+    for second in range(101, 104):
+        clock.now = second
+        outage.failed()
+        outage.warning(log, "renewal failed")
+    clock.now = 142.4
+    outage.reachable()
+    outage.reachable()
+    clock.now = 143
+    outage.failed()
+    outage.warning(log, "renewal failed")  # a new outage: no window left over
+    clock.now = 143.3
+    outage.reachable()
+    assert messages(caplog) == [
+        "renewal failed",
+        "database reachable again after 42 s (postgresql://u:***@h/db); "
+        "3 repeated warnings were held back",
+        "renewal failed",
+        "database reachable again after 0.3 s (postgresql://u:***@h/db)",
+    ]
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO] * 2
