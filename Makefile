@@ -6,6 +6,11 @@ KERNEL_DIR := pow_mcp/pow/kernels/c
 KERNEL_C := $(wildcard $(KERNEL_DIR)/*.c $(KERNEL_DIR)/*.h)
 KERNEL_CORE := $(KERNEL_DIR)/sha256_search.c $(KERNEL_DIR)/kat.c
 
+# Python's bytecode cache on, whatever the shell says (some sandboxes set
+# PYTHONDONTWRITEBYTECODE): the suite starts hundreds of servers and `pow-mcp` commands, and
+# without the cache each compiles the package again (a quarter of a second per server).
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: run test suite lint bench bench-views ui ui-check chaos test-long test-lowest \
 	test-portable test-arm64 test-sanitize test-wheel check-wheels clean
 

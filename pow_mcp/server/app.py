@@ -9,7 +9,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import anyio
@@ -25,8 +25,6 @@ from pow_mcp.server.auth import CALLER, LOCAL_CALLER, HttpGate, caller_of, is_lo
 from pow_mcp.server.config import Config, ConfigError
 from pow_mcp.server.jobs.manager import JobManager
 from pow_mcp.server.lifecycle import open_manager
-from pow_mcp.server.oauth.gate import ResourceServer, resource_metadata, write_tools_of
-from pow_mcp.server.oauth.tokens import TokenCheck, open_token_check
 from pow_mcp.server.resources import JobFeed, ResourceWire
 from pow_mcp.server.signals import stop_signals
 from pow_mcp.server.stdio import serve_stdio
@@ -34,6 +32,9 @@ from pow_mcp.server.tasks.board import TaskBoard
 from pow_mcp.server.tasks.protocol import TasksProtocol
 from pow_mcp.server.tools import build_tools
 from pow_mcp.server.view import add_pages, is_page, job_view_extension, view_middleware
+
+if TYPE_CHECKING:  # the OAuth stack (PyJWT, cryptography) is imported only where configured
+    from pow_mcp.server.oauth.tokens import TokenCheck
 
 log = logging.getLogger("pow-mcp")
 
@@ -125,6 +126,8 @@ async def _http_server(
     public = is_page
     oauth = None
     if token_check is not None:
+        from pow_mcp.server.oauth.gate import ResourceServer, write_tools_of
+
         assert config.oauth is not None
         oauth = ResourceServer(config.oauth, token_check, write_tools_of(await mcp.list_tools()))
         oauth.add_routes(mcp)
@@ -189,6 +192,9 @@ async def _token_check(config: Config) -> AsyncIterator[TokenCheck | None]:
     if config.transport != "http" or config.oauth is None:
         yield None
         return
+    from pow_mcp.server.oauth.gate import resource_metadata
+    from pow_mcp.server.oauth.tokens import open_token_check
+
     resource_metadata(config.oauth)  # URLs clients would read otherwise: refused before all
     async with open_token_check(config.oauth) as check:
         yield check

@@ -38,11 +38,14 @@ _auto: dict[tuple[str, ...], str] = {}  # what "auto" chose in this process, per
 # How "auto" measures: where a Structs job spends its hashes (position 10**9 of the latest
 # layout), in interleaved rounds of about MEASURE_SECONDS per kernel, taking the median ratio;
 # a contender must be faster by WIN_MARGIN, so that noise never swaps kernels of equal speed.
+# The rounds are there for close calls: a first round below CLEAR_LOSS decides alone (every
+# server start measures, and a contender at a third of the speed needs no median).
 MEASURE_PREFIX = b"5-42BUILD1000NONCE"
 MEASURE_POSITION = 10**9
 MEASURE_SECONDS = 0.02
 MEASURE_ROUNDS = 3
 WIN_MARGIN = 1.03
+CLEAR_LOSS = 0.75
 Rate = Callable[[SearchKernel], float]
 
 
@@ -104,6 +107,8 @@ def choose(kernels: dict[str, SearchKernel], measure: Rate = rate) -> str:
             before = measure(kernels[default])
             contender = measure(kernels[name])
             ratios.append(2 * contender / (before + measure(kernels[default])))
+            if ratios[0] < CLEAR_LOSS:
+                break
         ratio = statistics.median(ratios)
         log.info("kernel %s measures %.2fx %s on this CPU", name, ratio, default)
         if ratio >= best_ratio:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import anyio
 
-from pow_mcp.pow.bench import run as run_bench
 from pow_mcp.pow.scheme import ActionType
 from pow_mcp.server.cli import claude, completion, db, jobs
 from pow_mcp.server.cli.solve import solve
@@ -129,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "jobs":
         return jobs.run(args)
     if args.command == "bench":
+        from pow_mcp.pow.bench import run as run_bench  # a terminal command: spare the others
+
         run_bench(args.seconds, args.workers, rounds=args.rounds)
         return 0
     if args.command == "db":
@@ -147,8 +148,6 @@ def _waiting_hint() -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pow_mcp.server.app import serve  # the MCP stack: only when serving (a third of a second)
-
     try:
         config = load_config().with_overrides(
             transport=args.transport,
@@ -166,6 +165,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if config.transport == "stdio" and sys.stdin.isatty():
         print(_waiting_hint(), file=sys.stderr)
+    # The MCP stack only to serve, and after the configuration is found good: most of a
+    # second, which a refused start and the terminal commands need not spend.
+    from pow_mcp.server.app import serve
+
     try:
         anyio.run(serve, config)
     except (StoreError, ConfigError) as exc:
