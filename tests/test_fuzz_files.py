@@ -18,7 +18,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pow_mcp.store import (
@@ -138,6 +138,9 @@ def test_a_damaged_jobs_file_is_set_aside_and_never_overwritten(
 
 @FILES
 @given(edits=st.lists(EDIT, min_size=1, max_size=4))
+# Found by this test: damaged schema text made SQLite's error message undecodable, and the
+# sqlite3 module raised UnicodeDecodeError instead of a refusal.
+@example(edits=[("flip", 0.053049728140762704, 128)])
 def test_a_damaged_sqlite_file_opens_or_is_refused_untouched(
     edits: list[tuple[str, float, int]],
 ) -> None:

@@ -124,7 +124,7 @@ class Database:
         while True:
             try:
                 return self._open_once(schema, then)
-            except (SQLAlchemyError, sqlite3.Error) as exc:
+            except (SQLAlchemyError, sqlite3.Error, UnicodeDecodeError) as exc:
                 # SQLite answers "database is locked" at once, whatever busy_timeout says, in
                 # a few cases (switching to WAL, or recovering a WAL, while another process
                 # opens the same new file): every step here can simply run again.
@@ -209,7 +209,11 @@ class Database:
             raw.close()
 
     def _open_error(self, exc: BaseException) -> StoreConfigError:
-        reason = reason_of(exc, self.url)
+        if isinstance(exc, UnicodeDecodeError):
+            # SQLite's message quoted bytes of a damaged schema, which sqlite3 cannot decode.
+            reason = "malformed database schema"
+        else:
+            reason = reason_of(exc, self.url)
         if self.kind == "sqlite":
             lowered = reason.lower()
             if "readonly" in lowered or "read-only" in lowered:
