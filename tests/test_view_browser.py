@@ -156,9 +156,15 @@ def check_plan(page: Any, view: Any) -> None:
     assert PLANNED["current_block_height"] <= markers["now"]
     assert markers["now"] <= markers["median"] <= markers["p95"]
     assert markers.get("start", markers["now"]) <= markers["median"]
-    # No proof yet, no "valid" marker (read after the curve: a proof may have come meanwhile).
-    if view.locator("[data-testid=job]").get_attribute("data-status") != "completed":
-        assert "valid" not in markers
+    # A job that still waits for its start block has hashed nothing: it has no best proof,
+    # so no "valid" marker. (A running one may: its best proof so far is valid from a later
+    # block, SPEC Jobs.) Status and marker are read in one step, from one drawing.
+    status, valid_marker = view.locator("[data-testid=job]").evaluate(
+        "job => [job.dataset.status,"
+        " job.querySelector('[data-testid=curve] [data-marker=valid]') !== null]"
+    )
+    if status == "waiting":
+        assert not valid_marker
 
 
 def check_proof(server: LiveServer, view: Any, page: Any, job_id: str) -> None:
