@@ -4,6 +4,8 @@ the server's, and it sends the reader nowhere outside the repository."""
 from __future__ import annotations
 
 import re
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 from pow_mcp.store import JobStatus
@@ -53,3 +55,16 @@ def test_the_docs_send_nobody_outside_the_repository() -> None:
     for path in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
         text = path.read_text()
         assert "../shared" not in text and "SPEC.md" not in text, path
+
+
+def test_the_version_is_declared_once_and_the_docs_follow_it() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert metadata.version("pow-mcp") == declared  # what --version and the server report
+    for path in CODE:
+        assert "__version__" not in path.read_text(), path
+    # The README's example file names are this version's; the changelog's newest section is
+    # the coming release or this version.
+    assert set(re.findall(r"pow_mcp-(\d+\.\d+\.\d+)", README)) == {declared}
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    newest = re.search(r"^## \[([^\]]+)\]", changelog, flags=re.MULTILINE)
+    assert newest is not None and newest.group(1) in ("Unreleased", declared)
