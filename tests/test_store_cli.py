@@ -143,6 +143,17 @@ def test_memory_only_with_a_database_is_refused(tmp_path: Path) -> None:
     _refuses_to_start(settings, "unset one", PERSIST_JOBS="false")
 
 
+@pytest.mark.parametrize("args", [["db", "status"], ["db", "export", "out.json"], ["jobs", "list"]])
+def test_a_missing_sqlite_file_is_refused_and_not_created(tmp_path: Path, args: list[str]) -> None:
+    # A mistyped path: the commands that read say so, and leave no empty database behind.
+    missing = tmp_path / "typo" / "jobs.db"
+    settings = StoreSettings(tmp_path / "data", database_url=f"sqlite:///{missing}")
+    done = pow_mcp(settings, *[str(tmp_path / a) if a.endswith(".json") else a for a in args])
+    assert done.returncode == 1, done
+    assert f"there is no SQLite file {missing}" in done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_a_damaged_sqlite_file_is_left_untouched(tmp_path: Path) -> None:
     damaged = tmp_path / "jobs.db"
     damaged.write_bytes(b"SQLite format 3\x00" + os.urandom(4000))

@@ -140,7 +140,7 @@ class Database:
     ) -> tuple[str | None, str]:
         try:
             if self.url.path is not None:
-                self._prepare_sqlite_file(self.url.path)
+                self._prepare_sqlite_file(self.url.path, create=schema != "check")
             if schema == "check":
                 with self.engine.connect() as conn:
                     version = migrate.current_revision(conn)
@@ -167,11 +167,19 @@ class Database:
             )
         return version
 
-    def _prepare_sqlite_file(self, file: Path) -> None:
+    def _prepare_sqlite_file(self, file: Path, *, create: bool) -> None:
+        """Check (and with `create`, make) the SQLite file before SQLAlchemy opens it. A tool
+        that only reads (`create` False) refuses a missing file: a mistyped path must not
+        leave an empty database behind."""
         if sqlite3.sqlite_version_info < (3, 35, 0):  # RETURNING, which every transition uses
             raise StoreConfigError(
                 f"{VARIABLE}: this Python's SQLite is {sqlite3.sqlite_version}; pow-mcp needs "
                 "3.35 or newer. Use the JSON file (unset the variable) or PostgreSQL instead"
+            )
+        if not create and not file.exists():
+            raise StoreConfigError(
+                f"{VARIABLE}: there is no SQLite file {file}: check the path (a server, "
+                "`pow-mcp db migrate` or `pow-mcp db import` creates it)"
             )
         try:
             ensure_dir(file.parent)
