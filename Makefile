@@ -11,7 +11,7 @@ KERNEL_CORE := $(KERNEL_DIR)/sha256_search.c $(KERNEL_DIR)/kat.c
 # without the cache each compiles the package again (a quarter of a second per server).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test suite lint bench bench-views ui ui-check chaos test-long test-lowest \
+.PHONY: run test suite lint docs bench bench-views ui ui-check chaos test-long test-lowest \
 	test-portable test-arm64 test-sanitize test-wheel check-wheels clean
 
 # Stamps re-run the install whenever the project definition or the kernel's C code changes.
@@ -69,6 +69,11 @@ test-lowest:
 # plain handlers. (Windows itself cannot run here; `make lint` type-checks for it.)
 test-portable: $(VENV)/.stamp-dev
 	POW_PORTABLE=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=15
+
+# The documentation site (mkdocs.yml, docs/) into build/site/; --strict fails on a broken link
+# or anchor, or a page missing from the nav.
+docs: $(VENV)/.stamp-dev
+	$(BIN)/mkdocs build --strict --site-dir build/site
 
 bench: $(VENV)/.stamp-run
 	$(BIN)/python benchmarks/hashrate.py
