@@ -274,6 +274,9 @@ def test_the_sdist_has_the_sources_and_the_wheel_the_compiled_kernel(built: Buil
         "README.md",
         "LICENSE",
         "ARCHITECTURE.md",
+        "mkdocs.yml",  # the documentation site's sources
+        "docs/index.md",
+        "docs/images/job-view-app.png",
         f"{kernel_dir}c/sha256_search.c",
         f"{kernel_dir}c/sha256_search.h",
         f"{kernel_dir}c/sha256_lanes.h",
