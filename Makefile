@@ -70,6 +70,12 @@ test-lowest:
 test-portable: $(VENV)/.stamp-dev
 	POW_PORTABLE=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=15
 
+# The reference pages (docs/reference/) written again from the settings registry and the
+# live tool list; commit what changes.
+.PHONY: reference
+reference: $(VENV)/.stamp-dev
+	$(BIN)/python docs/generate_reference.py
+
 bench: $(VENV)/.stamp-run
 	$(BIN)/python benchmarks/hashrate.py
 
