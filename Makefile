@@ -11,7 +11,7 @@ KERNEL_CORE := $(KERNEL_DIR)/sha256_search.c $(KERNEL_DIR)/kat.c
 # without the cache each compiles the package again (a quarter of a second per server).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test suite lint docs bench bench-views ui ui-check chaos test-long test-lowest \
+.PHONY: run test suite lint docs reference bench bench-views ui ui-check chaos test-long test-lowest \
 	test-portable test-arm64 test-sanitize test-wheel check-wheels clean
 
 # Stamps re-run the install whenever the project definition or the kernel's C code changes.
@@ -74,6 +74,11 @@ test-portable: $(VENV)/.stamp-dev
 # or anchor, or a page missing from the nav.
 docs: $(VENV)/.stamp-dev
 	$(BIN)/mkdocs build --strict --site-dir build/site
+
+# The reference pages (docs/reference/) written again from the settings registry and the
+# live tool list; commit what changes.
+reference: $(VENV)/.stamp-dev
+	$(BIN)/python docs/generate_reference.py
 
 bench: $(VENV)/.stamp-run
 	$(BIN)/python benchmarks/hashrate.py

@@ -44,7 +44,7 @@ NOT_OURS = {"APPDATA", "XDG_CONFIG_HOME", "UV", "UV_CACHE_DIR"}
 
 def test_every_variable_the_code_reads_is_documented_and_no_other() -> None:
     read = {name for path in CODE for name in READS.findall(path.read_text())}
-    documented = table_names(page("configuration.md"))
+    documented = table_names(page("reference/configuration.md"))
     assert read - NOT_OURS == documented
     docs = README + "".join(path.read_text() for path in DOCS.rglob("*.md"))
     for name in NOT_OURS & read:

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from pow_mcp.pow.plan import AUTO, TargetStart
 from pow_mcp.pow.pool import default_workers
 from pow_mcp.server.auth import TokenError, Tokens, is_loopback
+from pow_mcp.server.settings import DEFAULTS
 from pow_mcp.store import StoreConfigError, StoreSettings
 
 
@@ -265,7 +266,8 @@ def _oauth(env: Mapping[str, str]) -> OAuthSettings | None:
         issuer=issuer,
         resource=resource,
         jwks_url=jwks_url or None,
-        admin_scope=env.get("POW_MCP_OAUTH_ADMIN_SCOPE", "").strip() or "pow:admin",
+        admin_scope=env.get("POW_MCP_OAUTH_ADMIN_SCOPE", "").strip()
+        or DEFAULTS["POW_MCP_OAUTH_ADMIN_SCOPE"],
         client_id=client_id or None,
         client_secret=(_read_secret(secret_file) if secret_file else secret) or None,
     )
@@ -336,41 +338,58 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Read the SPEC's environment variables; a bad value is a ConfigError naming it."""
     env = os.environ if env is None else env
     base = Config()
+    # Each variable's name is written out where it is read, as the docs' tests find the
+    # variables the server reads by that; the defaults come from the registry.
     config = Config(
         data_dir=Path(env["JOBS_DATA_DIR"]) if env.get("JOBS_DATA_DIR") else default_data_dir(),
-        persist=_bool("PERSIST_JOBS", env["PERSIST_JOBS"]) if "PERSIST_JOBS" in env else True,
+        persist=_bool("PERSIST_JOBS", env.get("PERSIST_JOBS", DEFAULTS["PERSIST_JOBS"])),
         database_url=env.get("JOBS_DATABASE_URL") or None,
         lease_seconds=_number(
-            "JOBS_LEASE_SECONDS", env.get("JOBS_LEASE_SECONDS", "15"), minimum=0.3
+            "JOBS_LEASE_SECONDS",
+            env.get("JOBS_LEASE_SECONDS", DEFAULTS["JOBS_LEASE_SECONDS"]),
+            minimum=0.3,
         ),
-        recovery=(env.get("JOBS_RECOVERY") or "fail").strip().lower(),
+        recovery=(env.get("JOBS_RECOVERY") or DEFAULTS["JOBS_RECOVERY"]).strip().lower(),
         max_recoveries=int(
             _number(
-                "JOBS_MAX_RECOVERIES", env.get("JOBS_MAX_RECOVERIES", "3"), minimum=0, integer=True
+                "JOBS_MAX_RECOVERIES",
+                env.get("JOBS_MAX_RECOVERIES", DEFAULTS["JOBS_MAX_RECOVERIES"]),
+                minimum=0,
+                integer=True,
             )
         ),
         workers=int(_number("POW_WORKERS", env["POW_WORKERS"], minimum=1, integer=True))
         if env.get("POW_WORKERS")
         else base.workers,
         retention_seconds=_number(
-            "JOBS_RETENTION_SECONDS", env.get("JOBS_RETENTION_SECONDS", "3600"), minimum=0
+            "JOBS_RETENTION_SECONDS",
+            env.get("JOBS_RETENTION_SECONDS", DEFAULTS["JOBS_RETENTION_SECONDS"]),
+            minimum=0,
         ),
         save_debounce_seconds=_number(
-            "JOBS_SAVE_DEBOUNCE_SECONDS", env.get("JOBS_SAVE_DEBOUNCE_SECONDS", "1.0"), minimum=0
+            "JOBS_SAVE_DEBOUNCE_SECONDS",
+            env.get("JOBS_SAVE_DEBOUNCE_SECONDS", DEFAULTS["JOBS_SAVE_DEBOUNCE_SECONDS"]),
+            minimum=0,
         ),
         block_height_url=env.get("BLOCK_HEIGHT_URL") or None,
         block_time_seconds=_number(
-            "BLOCK_TIME_SECONDS", env.get("BLOCK_TIME_SECONDS", "5.0"), minimum=0.001
+            "BLOCK_TIME_SECONDS",
+            env.get("BLOCK_TIME_SECONDS", DEFAULTS["BLOCK_TIME_SECONDS"]),
+            minimum=0.001,
         ),
         block_height_grace_seconds=_number(
-            "BLOCK_HEIGHT_GRACE_SECONDS", env.get("BLOCK_HEIGHT_GRACE_SECONDS", "300"), minimum=0
+            "BLOCK_HEIGHT_GRACE_SECONDS",
+            env.get("BLOCK_HEIGHT_GRACE_SECONDS", DEFAULTS["BLOCK_HEIGHT_GRACE_SECONDS"]),
+            minimum=0,
         ),
-        target_start=_target_start(env.get("TARGET_DIFFICULTY_START", "auto")),
+        target_start=_target_start(
+            env.get("TARGET_DIFFICULTY_START", DEFAULTS["TARGET_DIFFICULTY_START"])
+        ),
         kernel=env.get("POW_KERNEL") or None,
         cluster=(env.get("POW_CLUSTER") or "").strip() or None,
         cluster_timeout_seconds=_number(
             "POW_CLUSTER_TIMEOUT_SECONDS",
-            env.get("POW_CLUSTER_TIMEOUT_SECONDS", "300"),
+            env.get("POW_CLUSTER_TIMEOUT_SECONDS", DEFAULTS["POW_CLUSTER_TIMEOUT_SECONDS"]),
             minimum=0,
         ),
         token=env.get("POW_MCP_TOKEN") or None,
@@ -380,7 +399,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_active_jobs=int(
             _number(
                 "POW_MAX_ACTIVE_JOBS",
-                env.get("POW_MAX_ACTIVE_JOBS", "1000"),
+                env.get("POW_MAX_ACTIVE_JOBS", DEFAULTS["POW_MAX_ACTIVE_JOBS"]),
                 minimum=1,
                 integer=True,
             )
