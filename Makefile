@@ -41,9 +41,12 @@ lint: $(VENV)/.stamp-dev
 
 # The suite in parallel worker processes (pytest-xdist): many tests spend their time waiting
 # on the servers, browsers and databases they start. Tests in an xdist_group (tests/conftest.py)
-# run on one worker, one after another. `make test PYTEST_WORKERS=0` runs it in one process.
+# run on one worker, one after another; the `timing` tests run after the rest, alone.
+# `make test PYTEST_WORKERS=0` runs it in one process.
 PYTEST_WORKERS ?= 4
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup -m "not wheel and not timing"
+# Then the tests that time hashing or read CPU use, alone (the `timing` marker).
+PYTEST_TIMING := -m "timing and not wheel" -q
 
 # Lint and the suite side by side: the suite mostly waits, mypy mostly computes. Either
 # failing fails `make test`; the slowest tests are listed at the end.
@@ -52,6 +55,7 @@ test: $(VENV)/.stamp-dev
 
 suite: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=15
+	$(BIN)/python -m pytest $(PYTEST_TIMING)
 
 # The suite against the lowest versions our dependency floors allow, in a venv of its own:
 # the floors in pyproject.toml must be floors that work.
@@ -63,12 +67,14 @@ test-lowest:
 	$(LOWEST)/bin/python .ci/lowest_constraints.py pyproject.toml > $(LOWEST)/constraints.txt
 	$(LOWEST)/bin/python -m pip install --quiet -c $(LOWEST)/constraints.txt -e '.[dev]'
 	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) --durations=15
+	$(LOWEST)/bin/python -m pytest -p no:cacheprovider $(PYTEST_TIMING)
 
 # The whole suite again with the code macOS and Windows run where Linux has its own: file
 # locks through portalocker, parent death by the parent's sentinel, stop signals through
 # plain handlers. (Windows itself cannot run here; `make lint` type-checks for it.)
 test-portable: $(VENV)/.stamp-dev
 	POW_PORTABLE=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=15
+	POW_PORTABLE=1 $(BIN)/python -m pytest $(PYTEST_TIMING)
 
 # The documentation site (mkdocs.yml, docs/) into build/site/; --strict fails on a broken link
 # or anchor, or a page missing from the nav.

@@ -22,15 +22,17 @@ settings.load_profile("ci")  # the pytest plugin loads --hypothesis-profile afte
 STORE_KINDS = ["memory", "json", "sqlite", "postgresql"]
 PERSISTENT_KINDS = ["json", "sqlite", "postgresql"]
 
-# `make test` runs the suite in parallel worker processes (pytest-xdist, `--dist loadgroup`).
+# `make test` runs the suite in parallel worker processes (pytest-xdist, `--dist loadgroup`),
+# then the TIMING tests alone:
+# - TIMING (the `timing` marker): tests that read how much CPU hashing processes use, or
+#   bound in seconds how long hashing goes on. Beside three other workers on two cores a
+#   pause measured 1.2 s and a hashing Dask worker 0.1 of a CPU, so they run after the rest,
+#   one at a time, with nothing else of the suite beside them.
 # The tests of one group run on one worker, one after another (xdist hands out the groups
 # first, as its largest units of work):
-# - TIMING: tests that read how much CPU hashing processes use, or bound in seconds how long
-#   hashing goes on: no two of them hash at once. (Tests of other workers still run beside
-#   them, as other programs may on any machine.)
 # - BROWSER: the browser tests, which share one Chromium (a module fixture).
 # - COMPILE: the kernel builds, each a CPU's worth for many seconds: one at a time.
-TIMING = pytest.mark.xdist_group("timing")
+TIMING = pytest.mark.timing
 BROWSER = pytest.mark.xdist_group("browser")
 COMPILE = pytest.mark.xdist_group("compile")
 
