@@ -154,6 +154,19 @@ def test_a_missing_sqlite_file_is_refused_and_not_created(tmp_path: Path, args: 
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args", [["db", "status"], ["db", "export", "out.json"], ["jobs", "list"]])
+def test_a_missing_data_directory_is_refused_and_not_created(
+    tmp_path: Path, args: list[str]
+) -> None:
+    missing = tmp_path / "typo"
+    done = pow_mcp(
+        StoreSettings(missing), *[str(tmp_path / a) if a.endswith(".json") else a for a in args]
+    )
+    assert done.returncode == 1, done
+    assert f"there is no jobs data directory {missing}" in done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_a_damaged_sqlite_file_is_left_untouched(tmp_path: Path) -> None:
     damaged = tmp_path / "jobs.db"
     damaged.write_bytes(b"SQLite format 3\x00" + os.urandom(4000))

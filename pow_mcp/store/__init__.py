@@ -108,6 +108,12 @@ async def connect(
     if not settings.persist:
         return MemoryJobStore(instance_id)
     if settings.database_url is None:
+        if not (serving or create_schema or settings.data_dir.is_dir()):
+            # A tool that only reads creates nothing: a mistyped path leaves nothing behind.
+            raise StoreConfigError(
+                f"there is no jobs data directory {settings.data_dir.absolute()}: check "
+                "JOBS_DATA_DIR or --data-dir (a server or `pow-mcp db import` creates it)"
+            )
         return await JsonFileJobStore.open(settings.data_dir, instance_id)
     from pow_mcp.store.sql.store import SqlJobStore  # SQLAlchemy only when a database is used
 
