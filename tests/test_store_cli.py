@@ -144,26 +144,22 @@ def test_memory_only_with_a_database_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["db", "status"], ["db", "export", "out.json"], ["jobs", "list"]])
-def test_a_missing_sqlite_file_is_refused_and_not_created(tmp_path: Path, args: list[str]) -> None:
-    # A mistyped path: the commands that read say so, and leave no empty database behind.
-    missing = tmp_path / "typo" / "jobs.db"
-    settings = StoreSettings(tmp_path / "data", database_url=f"sqlite:///{missing}")
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///{tmp}/typo/jobs.db", "there is no SQLite file {tmp}/typo/jobs.db"),
+        (None, "there is no jobs data directory {tmp}/typo"),
+    ],
+)
+def test_a_missing_store_is_refused_and_not_created(
+    tmp_path: Path, args: list[str], url: str | None, message: str
+) -> None:
+    # A mistyped path: the commands that read say so, and leave no empty store behind.
+    data_dir = tmp_path / ("data" if url else "typo")
+    settings = StoreSettings(data_dir, database_url=url and url.format(tmp=tmp_path))
     done = pow_mcp(settings, *[str(tmp_path / a) if a.endswith(".json") else a for a in args])
     assert done.returncode == 1, done
-    assert f"there is no SQLite file {missing}" in done.stdout + done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("args", [["db", "status"], ["db", "export", "out.json"], ["jobs", "list"]])
-def test_a_missing_data_directory_is_refused_and_not_created(
-    tmp_path: Path, args: list[str]
-) -> None:
-    missing = tmp_path / "typo"
-    done = pow_mcp(
-        StoreSettings(missing), *[str(tmp_path / a) if a.endswith(".json") else a for a in args]
-    )
-    assert done.returncode == 1, done
-    assert f"there is no jobs data directory {missing}" in done.stdout + done.stderr
+    assert message.format(tmp=tmp_path) in done.stdout + done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
