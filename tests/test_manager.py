@@ -170,6 +170,39 @@ async def test_a_job_paused_and_resumed_elsewhere_between_two_looks_goes_on(
         assert [a.outcome for a in done.attempts] == ["failed"]
 
 
+async def test_a_wait_sleeps_through_progress_and_answers_at_the_end(tmp_path: Path) -> None:
+    """An open wait (a job view keeps one per job) is woken by a status change or the end,
+    not by each progress report: a hundred views woken many times a second took a good part
+    of the pool's rate."""
+    async with manager(tmp_path) as m:
+        (record,) = await m.start([spec("long-", 64)])  # finds nothing: it ends when cancelled
+        looks = 0
+        look = m.waits.record_of
+
+        async def counted(job_id: str) -> JobRecord:
+            nonlocal looks
+            looks += 1
+            return await look(job_id)
+
+        m.waits.record_of = counted
+        answer: list[JobRecord] = []
+
+        async def wait() -> None:
+            answer.append(await ended(m, record.job_id))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                while record.job_id not in m.dispatcher.live:  # noqa: ASYNC110  # no event
+                    await anyio.sleep(0.01)
+                for _ in range(20):  # twenty progress reports of the live job
+                    await m.dispatcher.live[record.job_id].changed.wait()
+                assert looks <= 2  # the first look, and one when the job started
+                await m.cancel(record.job_id)
+        assert answer[0].status is JobStatus.CANCELLED
+        assert looks <= 4  # and one or two at the end (the cancel, the attempt's end)
+
+
 async def test_the_recovery_policy(tmp_path: Path) -> None:
     def orphan(owner: str | None, **fields: Any) -> JobRecord:
         data = {"prefix": "orphan-", "difficulty": 2}

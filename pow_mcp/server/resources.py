@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
@@ -36,6 +35,7 @@ from mcp_types import (
 )
 
 from pow_mcp.server.jobs.manager import JobManager, UnknownJob
+from pow_mcp.server.jobs.waits import first_of
 from pow_mcp.server.schemas import summary
 from pow_mcp.store import JobQuery, JobStatus, StoreError
 
@@ -117,6 +117,7 @@ class JobFeed:
         """Check the watched jobs whenever one may have changed; run it in a task group."""
         while True:
             ids = self.watched()
+            change = [*self.manager.waits.change(ids, progress=True), self._wake]
             delay = math.inf
             if ids:
                 try:
@@ -126,12 +127,8 @@ class JobFeed:
                         log, "job notifications paused, the store failed: %s", exc
                     )
                     delay = PROGRESS_INTERVAL
-            wake = self._wake
             with anyio.move_on_after(delay):
-                async with anyio.create_task_group() as tg:
-                    if ids:
-                        tg.start_soon(_then_cancel, self.manager.waits.next_change(ids), tg)
-                    tg.start_soon(_then_cancel, wake.wait(), tg)
+                await first_of(change)
 
     async def _tell(self, ids: list[str]) -> float:
         """Notify for the jobs that changed; returns how long until held-back progress is due."""
@@ -162,11 +159,6 @@ class JobFeed:
                 self.unsubscribe(session, job_id)  # that client has gone
         if self._listened[job_id] > 0:
             await self.bus.publish(ResourceUpdated(uri=uri))
-
-
-async def _then_cancel(waiting: Awaitable[object], tg: TaskGroup) -> None:
-    await waiting
-    tg.cancel_scope.cancel()
 
 
 def register(mcp: MCPServer, manager: JobManager, feed: JobFeed) -> None:

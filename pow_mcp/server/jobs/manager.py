@@ -80,12 +80,14 @@ class JobManager:
         self._closing = False
 
     async def run_background(self) -> None:
-        """The dispatcher, the progress writer and recovery; run it in a task group."""
+        """The dispatcher, the progress writer, recovery and the waits' watch of the store; run
+        it in a task group."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.dispatcher.run, name="dispatcher")
             tg.start_soon(self.dispatcher.watch_peers, name="watch peers")
             tg.start_soon(self.writer.run, name="progress writer")
             tg.start_soon(self.recoveries.run, name="recovery")
+            tg.start_soon(self.waits.run, name="waits")
 
     async def start(
         self,

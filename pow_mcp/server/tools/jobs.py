@@ -132,8 +132,12 @@ def tools(manager: JobManager) -> list[Tool]:
             total = float(expected_hashes(difficulty)) if difficulty else None
             await ctx.report_progress(record.progress.hashes, total, describe(record))
 
+        # Without a progress token nothing would be sent: a plain wait sleeps until the end.
+        asked = "progress_token" in (ctx.request_context.meta or {})
         with tool_errors(checked(job_id)):
-            record, timed_out = await manager.wait(job_id, timeout_seconds, report)
+            record, timed_out = await manager.wait(
+                job_id, timeout_seconds, report if asked else None
+            )
         return job_answer(record, timed_out)
 
     async def list_jobs(
