@@ -15,6 +15,7 @@ shared lock) when its (mtime, size, inode) changed; `wait_for_change` watches fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -266,6 +267,11 @@ class JsonFileJobStore(JobStore):
         """Re-read the file if another process replaced it since we last looked."""
         if self._state != "open":
             raise StoreClosedError("the job store is closed")
+        # Unchanged is the common case and one stat of a local file tells it: on the loop,
+        # since a hop to a thread costs many times the stat and looks come many a second.
+        with contextlib.suppress(OSError):  # the full look below reports it
+            if stat_sig(self.path) == self._sig:
+                return
         if self._refreshing is not None:
             await self._refreshing.wait()
             return
