@@ -133,8 +133,8 @@ export function proofOf(job: JobRecord): Proof | null {
 
 // How soon a view looks again, by what can change next: a long job's numbers move slowly
 // (its hash count is advanced locally in between), a paused or waiting one hardly at all.
-// Ends are not waited for here: the view keeps a wait_for_job call open for them, and each
-// answer of that wait counts as a look. Not slower than every 10 s, since a look is also
+// Ends are not waited for here: the view keeps a wait_for_job call open for them, timed to
+// answer just before the next look is due, and each answer of that wait counts as a look. Not slower than every 10 s, since a look is also
 // how a page notices that it lost the server (a wait cut off is retried by the SDK).
 const SECOND = 1000;
 const SLOWEST = 10 * SECOND;

@@ -18,7 +18,7 @@ export interface Host {
   callTool(name: string, args: Record<string, unknown>): Promise<ToolResult>;
 }
 
-const END_WAIT_SECONDS = 25; // each wait_for_job the view keeps open; under hosts' call timeouts
+const END_WAIT_SECONDS = 9; // a wait before the first record; under hosts' call timeouts
 const TROUBLE_RETRY_MS = 2000; // after a call failed: soon, to pick up a restarted server
 
 const ACTION_TOOLS: Record<Action, string> = {
@@ -33,6 +33,13 @@ export function textOf(result: ToolResult): string {
 
 function isUnknownJob(result: ToolResult): boolean {
   return result.isError === true && /no job with id/i.test(textOf(result));
+}
+
+/** How long one wait for a job's end stays open: it answers a second before the next look is
+ * due, and its answer (the record, as a look gives it) puts that look off, so a view following
+ * a long job makes one call per look instead of two. */
+function endWaitSeconds(lookDelay: number | null): number {
+  return lookDelay === null ? END_WAIT_SECONDS : Math.max(1, (lookDelay - REFRESH_MS) / 1000);
 }
 
 /** The whole view: what a tool result is about, kept fresh until every job has ended. It
@@ -172,7 +179,7 @@ export class JobView {
     if (subject.kind === "job") {
       const ended = await this.fetch("wait_for_job", {
         job_id: subject.jobId,
-        timeout_seconds: END_WAIT_SECONDS,
+        timeout_seconds: endWaitSeconds(this.jobs[0] ? refreshDelay(this.jobs[0]) : null),
       });
       if (ended === null) return 5 * TROUBLE_RETRY_MS;
       this.render(ended);
