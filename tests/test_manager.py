@@ -170,6 +170,31 @@ async def test_a_job_paused_and_resumed_elsewhere_between_two_looks_goes_on(
         assert [a.outcome for a in done.attempts] == ["failed"]
 
 
+async def test_a_look_at_the_store_between_a_retry_and_its_job_leaving_keeps_the_retry(
+    tmp_path: Path,
+) -> None:
+    # The store says queued (a retry, later) while the failed attempt's job is still live
+    # here for a moment: that is not the "paused and resumed elsewhere" case above.
+    async with manager(tmp_path, FlakyPool()) as m:
+        requeue = m.store.requeue
+
+        async def then_look(record: JobRecord) -> bool:
+            done = await requeue(record)
+            await m.dispatcher.check_live([record.job_id])  # before the job learns of it
+            return done
+
+        m.store.requeue = then_look  # type: ignore[method-assign]
+        (job,) = await m.start([spec("flaky-", 2, max_retries=1, retry_delay_seconds=60)])
+        with anyio.fail_after(10):
+            while not (await m.get(job.job_id)).attempts:  # noqa: ASYNC110  # no event
+                await anyio.sleep(0.01)
+            while job.job_id in m.dispatcher.live:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        stored = await m.store.get(job.job_id)
+        assert stored is not None and stored.status is JobStatus.QUEUED
+        assert [a.outcome for a in stored.attempts] == ["retried"]
+
+
 async def test_a_wait_sleeps_through_progress_and_answers_at_the_end(tmp_path: Path) -> None:
     """An open wait (a job view keeps one per job) is woken by a status change or the end,
     not by each progress report: a hundred views woken many times a second took a good part

@@ -104,8 +104,8 @@ class Dispatcher:
             return
         for job_id in ids:
             job, record = self.live.get(job_id), stored.get(job_id)
-            if job is None:
-                continue
+            if job is None or job.ending:
+                continue  # gone, or its own end (a retry: queued) is what the store shows
             if record is None or record.owner != self.store.instance_id:
                 job.request_stop(StopReason.LOST)
             elif record.status in TERMINAL:

@@ -32,6 +32,7 @@ class Endings:
         self.closing = False
 
     async def conclude(self, job: LiveJob, outcome: Outcome, timed_out: bool) -> None:
+        job.ending = True
         if outcome.kind is OutcomeKind.FOUND:
             await self._found(job, outcome)
         elif job.fault is not None and job.stop is None:
@@ -142,6 +143,7 @@ class Endings:
 
     async def attempt_failed(self, job: LiveJob, error: str) -> None:
         """A failure outside the job's own limits: retry after the delay, or fail."""
+        job.ending = True
         if job.stop is not None:
             return
         retried = sum(1 for a in job.record.attempts if a.outcome == "retried")

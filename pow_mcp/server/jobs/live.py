@@ -37,6 +37,7 @@ class LiveJob:
     hashing: bool = False
     fault: str | None = None  # why the attempt must end as a (retryable) failure
     stop: StopReason | None = None
+    ending: bool = False  # its end is being recorded: the store may say so before it leaves
     stop_requested: anyio.Event = field(default_factory=anyio.Event)
     done: anyio.Event = field(default_factory=anyio.Event)
     changed: anyio.Event = field(default_factory=anyio.Event)
