@@ -18,7 +18,7 @@ export interface Host {
   callTool(name: string, args: Record<string, unknown>): Promise<ToolResult>;
 }
 
-const END_WAIT_SECONDS = 9; // a wait before the first record; under hosts' call timeouts
+const END_WAIT_SECONDS = 25; // a batch's wait (or one before any record); under hosts' call timeouts
 const TROUBLE_RETRY_MS = 2000; // after a call failed: soon, to pick up a restarted server
 
 const ACTION_TOOLS: Record<Action, string> = {
