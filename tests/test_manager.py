@@ -19,6 +19,7 @@ from pow_mcp.pow.pool.inline import InlinePool
 from pow_mcp.pow.scheduler import Outcome, OutcomeKind, Progress, SearchTask
 from pow_mcp.server.config import Config
 from pow_mcp.server.jobs.blocks import BlockClock
+from pow_mcp.server.jobs.live import LiveJob
 from pow_mcp.server.jobs.manager import JobManager
 from pow_mcp.server.jobs.spec import JobInputError, JobSpec
 from pow_mcp.store import ANY_INSTANCE, JobRecord, JobStatus, MemoryJobStore
@@ -177,19 +178,21 @@ async def test_a_look_at_the_store_between_a_retry_and_its_job_leaving_keeps_the
     # here for a moment: that is not the "paused and resumed elsewhere" case above.
     async with manager(tmp_path, FlakyPool()) as m:
         requeue = m.store.requeue
+        looked: list[LiveJob] = []
+        requeued = anyio.Event()
 
         async def then_look(record: JobRecord) -> bool:
             done = await requeue(record)
+            looked.append(m.dispatcher.live[record.job_id])  # still here
             await m.dispatcher.check_live([record.job_id])  # before the job learns of it
+            requeued.set()
             return done
 
         m.store.requeue = then_look  # type: ignore[method-assign]
         (job,) = await m.start([spec("flaky-", 2, max_retries=1, retry_delay_seconds=60)])
         with anyio.fail_after(10):
-            while not (await m.get(job.job_id)).attempts:  # noqa: ASYNC110  # no event
-                await anyio.sleep(0.01)
-            while job.job_id in m.dispatcher.live:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
+            await requeued.wait()
+            await looked[0].done.wait()  # the attempt is over and the job left
         stored = await m.store.get(job.job_id)
         assert stored is not None and stored.status is JobStatus.QUEUED
         assert [a.outcome for a in stored.attempts] == ["retried"]

@@ -3,6 +3,7 @@ server stops (then every wait answers at once, so no client's wait holds the sto
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
@@ -30,7 +31,7 @@ class Waits:
         self.dispatcher = dispatcher
         self.record_of = record_of
         self._changed = anyio.Event()  # some job's status may have changed
-        self._stopping = anyio.Event()
+        self._stopping = False
 
     async def run(self) -> None:
         """Forward the store's signal (another process changed jobs); run it in a task group."""
@@ -45,13 +46,13 @@ class Waits:
 
     @property
     def stopping(self) -> bool:
-        return self._stopping.is_set()
+        return self._stopping
 
     def begin_stop(self) -> None:
         """The server is stopping: every wait answers now (timed out, with the record as it
         is), so no client's wait holds the stop up for the rest of its timeout."""
-        self._stopping.set()
-        self.signal()
+        self._stopping = True
+        self.signal()  # the waits wake, see `stopping` and answer
 
     def change(self, job_ids: Sequence[str], *, progress: bool = False) -> list[anyio.Event]:
         """Events of which one is set at the next change of these jobs: a status change or
@@ -73,7 +74,7 @@ class Waits:
         With `report`, the progress is reported when it moved, at most every
         PROGRESS_REPORT_SECONDS (looked at on that beat rather than woken by each report)."""
         reported: tuple[JobStatus, int] | None = None
-        beat = PROGRESS_REPORT_SECONDS if report is not None else seconds
+        beat = PROGRESS_REPORT_SECONDS if report is not None else math.inf
         with anyio.move_on_after(seconds):
             while True:
                 change = self.change([job_id])
