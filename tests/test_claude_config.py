@@ -21,9 +21,9 @@ from pow_mcp.server.cli.claude import (
     install_source,
     launch_command,
 )
+from tests.cli_helpers import run_in_process
 from tests.mcp_helpers import ROOT
 
-CLI = [sys.executable, "-m", "pow_mcp.server.cli"]
 HOME = Path("/home/ann")
 
 
@@ -64,7 +64,8 @@ def test_where_each_client_keeps_its_file(
 
 
 def claude_config(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`pow-mcp claude-config` with a home, APPDATA and XDG_CONFIG_HOME of its own."""
+    """`pow-mcp claude-config`, in the test's process, with a home, APPDATA and
+    XDG_CONFIG_HOME of its own."""
     variables = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "UV"))},
         "HOME": str(tmp_path / "home"),
@@ -73,14 +74,7 @@ def claude_config(tmp_path: Path, *args: str, **env: str) -> subprocess.Complete
         "JOBS_DATA_DIR": str(tmp_path / "jobs"),
         **env,
     }
-    return subprocess.run(
-        [*CLI, "claude-config", *args],
-        cwd=ROOT,
-        env=variables,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_in_process(["claude-config", *args], variables)
 
 
 def printed_entry(tmp_path: Path) -> dict[str, Any]:

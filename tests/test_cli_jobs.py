@@ -1,6 +1,7 @@
 """`pow-mcp jobs` on every store, alone and beside a running server; `--version`; the
-progress display of `solve`; shell completion. Real subprocesses of
-`python -m pow_mcp.server.cli`."""
+progress display of `solve`; shell completion. Most commands run in the test's process
+(tests/cli_helpers.py); exit statuses, terminals and commands beside a server also as real
+processes of `python -m pow_mcp.server.cli`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from pow_mcp.server.schemas import CancelAnswer, CleanupAnswer, ControlAnswer, JobAnswer, ListAnswer
 from pow_mcp.store import JobStatus, StoreSettings, connect
+from tests.cli_helpers import CLI, cli_env, pow_mcp, pow_mcp_process, run_in_process
 from tests.conftest import PERSISTENT_KINDS
 from tests.mcp_helpers import ROOT, call, server_env
 from tests.mcp_helpers import connect as connect_server
@@ -31,27 +33,6 @@ from tests.store_helpers import finished, make_record
 from tests.test_server_control import hashing, until
 
 PERSISTENT = pytest.mark.parametrize("kind", PERSISTENT_KINDS, indirect=True)
-CLI = [sys.executable, "-m", "pow_mcp.server.cli"]
-
-
-def cli_env(data_dir: Path, database_url: str | None = None, **env: str) -> dict[str, str]:
-    variables = server_env(data_dir, **{"COLUMNS": "200", **env})
-    if database_url:
-        variables["JOBS_DATABASE_URL"] = database_url
-    return variables
-
-
-def pow_mcp(settings: StoreSettings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """The command line on the store of `settings`, as a user runs it (not a terminal)."""
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=ROOT,
-        env=cli_env(settings.data_dir, settings.database_url, **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def answer_of(done: subprocess.CompletedProcess[str], model: Any) -> dict[str, Any]:
@@ -75,8 +56,24 @@ async def seed(settings: StoreSettings, statuses: list[JobStatus]) -> list[str]:
 def test_version() -> None:
     expected = f"pow-mcp {metadata.version('pow-mcp')}\n"
     for flag in ("--version", "-V"):
-        done = subprocess.run([*CLI, flag], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        done = run_in_process([flag], os.environ)
         assert done.returncode == 0 and done.stdout == expected
+
+
+def test_the_command_as_a_process_exits_with_its_status(tmp_path: Path) -> None:
+    """What a shell sees of a real process: the exit statuses 0, 1 and 2, output on stdout,
+    errors on stderr."""
+    settings = StoreSettings(tmp_path)
+    (job_id,) = anyio.run(seed, settings, [JobStatus.QUEUED])
+    listed = pow_mcp_process(settings, "jobs", "list", "-q")
+    assert listed.returncode == 0 and listed.stdout.split() == [job_id], listed.stderr
+    unknown = pow_mcp_process(settings, "jobs", "show", "pow_1_nope")
+    assert unknown.returncode == 1 and "no job with id 'pow_1_nope'" in unknown.stderr
+    assert unknown.stdout == ""
+    usage = pow_mcp_process(settings, "jobs", "list", "--limit", "0")
+    assert usage.returncode == 2 and "usage:" in usage.stderr and usage.stdout == ""
+    version = pow_mcp_process(settings, "--version")
+    assert version.returncode == 0 and version.stdout == f"pow-mcp {metadata.version('pow-mcp')}\n"
 
 
 # -- on each store, without a server -------------------------------------------------------
@@ -217,7 +214,7 @@ def test_store_flags_after_the_command(tmp_path: Path) -> None:
         ["jobs", "list", "-q", "--data-dir", str(settings.data_dir)],
         ["--data-dir", str(settings.data_dir), "jobs", "list", "-q"],
     ):
-        done = subprocess.run([*CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+        done = run_in_process(args, env)
         assert done.returncode == 0 and done.stdout.split() == [job_id], done.stderr
 
 
@@ -310,7 +307,7 @@ async def test_watch_follows_pause_resume_and_cancel(
     async with connect_server(tmp_path, **store_env) as client:
         job = await call(client, "start_proof_of_work", prefix="live-", difficulty=12)
         job_id = job["job_id"]
-        env = cli_env(tmp_path, settings.database_url)
+        env = cli_env(settings)
         async with await anyio.open_process(
             [*CLI, "jobs", "watch", job_id], cwd=ROOT, env=env
         ) as watch:
@@ -385,11 +382,8 @@ def test_solve_prints_plain_lines_when_not_on_a_terminal() -> None:
 # -- shell completion ----------------------------------------------------------------------
 
 
-def complete_in_bash(line: str, env: dict[str, str]) -> list[str]:
-    """What TAB offers after `line` in bash, with the script `completion bash` prints."""
-    script = subprocess.run(
-        [*CLI, "completion", "bash"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
+def complete_in_bash(script: str, line: str, env: dict[str, str]) -> list[str]:
+    """What TAB offers after `line` in bash, with `script` (what `completion bash` prints)."""
     words = line.split(" ")
     driver = (
         f"{script}\nCOMP_WORDS=({' '.join(map(_quoted, words))}); "
@@ -412,25 +406,30 @@ def test_bash_completion(tmp_path: Path) -> None:
     bin_dir.mkdir()
     (bin_dir / "pow-mcp").symlink_to(Path(sys.executable).with_name("pow-mcp"))
     env = {**server_env(tmp_path), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    script = run_in_process(["completion", "bash"], env)
+    assert script.returncode == 0, script.stderr
 
-    top = complete_in_bash("pow-mcp ", env)
+    def complete(line: str) -> list[str]:
+        return complete_in_bash(script.stdout, line, env)
+
+    top = complete("pow-mcp ")
     assert {"jobs", "db", "solve", "bench", "claude-config", "completion"} <= set(top)
-    assert complete_in_bash("pow-mcp jobs ", env) == sorted(
+    assert complete("pow-mcp jobs ") == sorted(
         ["list", "show", "cancel", "pause", "resume", "watch", "cleanup"]
     )
-    assert complete_in_bash("pow-mcp jobs list --st", env) == ["--status"]
-    assert complete_in_bash("pow-mcp jobs list --status r", env) == ["running"]
-    assert complete_in_bash("pow-mcp --transport h", env) == ["http"]
-    assert complete_in_bash("pow-mcp jobs pause ", env) == [job_id]  # from the store
-    assert complete_in_bash("pow-mcp --data-dir x jobs show p", env) == [job_id]
-    assert complete_in_bash("pow-mcp completion ", env) == ["bash", "fish", "zsh"]
-    assert "--os" not in complete_in_bash("pow-mcp claude-config -", env)  # hidden
+    assert complete("pow-mcp jobs list --st") == ["--status"]
+    assert complete("pow-mcp jobs list --status r") == ["running"]
+    assert complete("pow-mcp --transport h") == ["http"]
+    assert complete("pow-mcp jobs pause ") == [job_id]  # from the store
+    assert complete("pow-mcp --data-dir x jobs show p") == [job_id]
+    assert complete("pow-mcp completion ") == ["bash", "fish", "zsh"]
+    assert "--os" not in complete("pow-mcp claude-config -")  # hidden
 
 
 @pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
 def test_fish_completion(tmp_path: Path) -> None:
     script = tmp_path / "pow-mcp.fish"
-    done = subprocess.run([*CLI, "completion", "fish"], cwd=ROOT, capture_output=True, text=True)
+    done = run_in_process(["completion", "fish"], os.environ)
     script.write_text(done.stdout)
 
     def offered(line: str) -> list[str]:
@@ -450,7 +449,7 @@ def test_fish_completion(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 def test_zsh_completion(tmp_path: Path) -> None:
     script = tmp_path / "pow-mcp.zsh"
-    done = subprocess.run([*CLI, "completion", "zsh"], cwd=ROOT, capture_output=True, text=True)
+    done = run_in_process(["completion", "zsh"], os.environ)
     script.write_text(done.stdout)
 
     def offered(*words: str) -> list[str]:

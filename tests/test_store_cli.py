@@ -1,4 +1,5 @@
-"""`pow-mcp db` on every store, and the start-up errors of a store that cannot work."""
+"""`pow-mcp db` on every store (in the test's process, tests/cli_helpers.py), and the start-up
+errors of a store that cannot work (real server processes)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,29 +18,15 @@ import pytest
 
 from pow_mcp.store import JobRecord, JobStatus, StoreSettings, connect
 from pow_mcp.store.jsonfile.codec import encode_line, render
+from tests.cli_helpers import pow_mcp, pow_mcp_process
 from tests.conftest import PERSISTENT_KINDS
 from tests.faults import small_disk
-from tests.mcp_helpers import ROOT, call, server_env
+from tests.mcp_helpers import call
 from tests.mcp_helpers import connect as connect_server
 from tests.pg_server import PostgresServer
 from tests.store_helpers import make_record
 
 PERSISTENT = pytest.mark.parametrize("kind", PERSISTENT_KINDS, indirect=True)
-
-
-def pow_mcp(settings: StoreSettings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    variables = server_env(settings.data_dir, **env)
-    if settings.database_url:
-        variables["JOBS_DATABASE_URL"] = settings.database_url
-    return subprocess.run(
-        [sys.executable, "-m", "pow_mcp.server.cli", *args],
-        cwd=ROOT,
-        env=variables,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 async def seed(settings: StoreSettings, statuses: list[JobStatus]) -> list[str]:
@@ -105,7 +91,7 @@ def test_a_database_password_never_shows(postgres: PostgresServer, tmp_path: Pat
     ]
     wrong = StoreSettings(tmp_path, database_url=postgres.url("postgres", password="wrong-pw-x"))
     outputs.append(pow_mcp(wrong, "db", "status"))
-    outputs.append(pow_mcp(wrong))  # a server that cannot start
+    outputs.append(pow_mcp_process(wrong))  # a server that cannot start
     for done in outputs:
         assert postgres.password not in done.stdout + done.stderr
         assert "wrong-pw-x" not in done.stdout + done.stderr
@@ -114,7 +100,7 @@ def test_a_database_password_never_shows(postgres: PostgresServer, tmp_path: Pat
 
 
 def _refuses_to_start(settings: StoreSettings, *needles: str, **env: str) -> None:
-    done = pow_mcp(settings, **env)
+    done = pow_mcp_process(settings, **env)
     assert done.returncode in (1, 2), done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("pow-mcp:")]
     assert len(lines) == 1, done.stderr
