@@ -41,12 +41,13 @@ lint: $(VENV)/.stamp-dev
 
 # The suite in parallel worker processes (pytest-xdist): many tests spend their time waiting
 # on the servers, browsers and databases they start. Tests in an xdist_group (tests/conftest.py)
-# run on one worker, one after another; the `timing` tests run after the rest, alone.
+# run on one worker, one after another; the `timing` tests run after the rest.
 # `make test PYTEST_WORKERS=0` runs it in one process.
 PYTEST_WORKERS ?= 4
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup -m "not wheel and not timing"
-# Then the tests that time hashing or read CPU use, alone (the `timing` marker).
-PYTEST_TIMING := -m "timing and not wheel" -q
+# Then the tests that time hashing or read CPU use (the `timing` marker), without the rest of
+# the suite beside them: two files at a time, one per core.
+PYTEST_TIMING := -m "timing and not wheel" -q -n 2 --dist loadfile
 
 # Lint and the suite side by side: the suite mostly waits, mypy mostly computes. Either
 # failing fails `make test`; the slowest tests are listed at the end.

@@ -27,7 +27,7 @@ PERSISTENT_KINDS = ["json", "sqlite", "postgresql"]
 # - TIMING (the `timing` marker): tests that read how much CPU hashing processes use, or
 #   bound in seconds how long hashing goes on. Beside three other workers on two cores a
 #   pause measured 1.2 s and a hashing Dask worker 0.1 of a CPU, so they run after the rest,
-#   one at a time, with nothing else of the suite beside them.
+#   with nothing else of the suite beside them, one test file per core.
 # The tests of one group run on one worker, one after another (xdist hands out the groups
 # first, as its largest units of work):
 # - BROWSER: the browser tests, which share one Chromium (a module fixture).

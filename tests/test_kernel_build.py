@@ -54,13 +54,26 @@ class Build:
         return obj
 
 
-@pytest.fixture(scope="module", params=COMPILERS)
-def build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Build:
-    """One build per compiler for the module's tests: compiling the unrolled engines is most
-    of a test's time (20 s with gcc here)."""
-    cc = need(request.param)
-    where = tmp_path_factory.mktemp(f"build-{request.param}")
-    return Build(cc, setup_py_build_ext(where, cc), where)
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Build]:
+    """The module's builds, one per compiler, whatever order its tests run in: compiling the
+    unrolled engines is most of a test's time (20 s with gcc here)."""
+    return {}
+
+
+@pytest.fixture(params=COMPILERS)
+def build(
+    request: pytest.FixtureRequest,
+    builds: dict[str, Build],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Build:
+    """`setup.py build_ext` with the compiler of the test's parameter."""
+    compiler: str = request.param
+    if compiler not in builds:
+        cc = need(compiler)
+        where = tmp_path_factory.mktemp(f"build-{compiler}")
+        builds[compiler] = Build(cc, setup_py_build_ext(where, cc), where)
+    return builds[compiler]
 
 
 def test_core_builds_without_python_and_matches_the_reference(build: Build, tmp_path: Path) -> None:
