@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import sys
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import anyio
@@ -107,7 +108,22 @@ async def main(mode: str, data_dir: Path, url: str, count: int) -> None:
             raise SystemExit(f"unknown mode {mode!r}")
 
 
-if __name__ == "__main__":
+def start(args: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    args = sys.argv[1:]
     anyio.run(main, args[0], Path(args[1]), args[2], int(args[3]) if len(args) > 3 else 0)
+
+
+def forked(args: list[str], env: dict[str, str], stdout: Connection, stderr: str) -> None:
+    """The child's life as a fork of the forkserver (tests/store_helpers.py: fork): its
+    stdout is the pipe `stdout`, its stderr appends to the file `stderr`."""
+    os.dup2(stdout.fileno(), 1)
+    stdout.close()
+    err = os.open(stderr, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.dup2(err, 2)
+    os.close(err)
+    os.environ.update(env)
+    start(args)
+
+
+if __name__ == "__main__":
+    start(sys.argv[1:])

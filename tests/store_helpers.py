@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
 import os
 import select
 import subprocess
@@ -11,12 +12,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pow_mcp.store import JobRecord, JobStatus, StoreSettings, utc_now
 from pow_mcp.store.jsonfile.locks import flocked
+from tests import store_child
 
 CHILD = Path(__file__).with_name("store_child.py")
 ROOT = CHILD.parent.parent
@@ -86,10 +90,68 @@ def spawn(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> subpr
         )
 
 
+# Store children forked from a process that has imported the store and its drivers
+# (multiprocessing's forkserver): real processes to SIGKILL, without the third of a second a
+# new interpreter spends importing them, for the tests that start a hundred.
+_FORKS = multiprocessing.get_context("forkserver")
+_FORKS.set_forkserver_preload(
+    [
+        "tests.store_child",
+        "pow_mcp.store.sql.store",
+        "sqlalchemy.dialects.sqlite.pysqlite",
+        "sqlalchemy.dialects.postgresql.psycopg",
+    ]
+)
+
+
+@dataclass
+class Forked:
+    """A store_child.py forked by the forkserver, with the part of Popen the tests use."""
+
+    process: BaseProcess
+    stdout: BinaryIO
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def wait(self) -> int | None:
+        self.process.join()
+        return self.returncode
+
+
+def fork(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> Forked:
+    """What `spawn` starts, forked from the forkserver (stdin: none)."""
+    url = settings.database_url or "-"
+    read, write = _FORKS.Pipe(duplex=False)
+    process = _FORKS.Process(
+        target=store_child.forked,
+        args=(
+            [mode, str(settings.data_dir), url, *args],
+            {"JOBS_LEASE_SECONDS": str(settings.lease_seconds)},
+            write,
+            str(stderr),
+        ),
+    )
+    process.start()
+    write.close()  # the child's copy only: its end closes when it dies
+    stdout = os.fdopen(os.dup(read.fileno()), "rb", buffering=0)
+    read.close()
+    return Forked(process, stdout)
+
+
 class Lines:
     """A child's stdout as lines, read straight from the pipe (no hidden read-ahead)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes] | Forked) -> None:
         assert proc.stdout is not None
         self.fd = proc.stdout.fileno()
         self.lines: list[str] = []
