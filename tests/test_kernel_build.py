@@ -54,10 +54,11 @@ class Build:
         return obj
 
 
-@pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Build]:
-    """The module's builds, one per compiler, whatever order its tests run in: compiling the
-    unrolled engines is most of a test's time (20 s with gcc here)."""
+@pytest.fixture(scope="session")
+def builds() -> dict[str, Build]:
+    """The builds, one per compiler, whatever order the tests run in (xdist may run other
+    modules' tests between them): compiling the unrolled engines is most of a test's time
+    (20 s with gcc here)."""
     return {}
 
 

@@ -186,7 +186,9 @@ def test_a_server_logs_a_stopped_postgresql_once_per_cause_per_10_s_then_its_ret
     assert not any("Traceback" in line for line in log.lines), "\n".join(log.lines)
     assert not any(pg.password in line for line in log.lines)
 
-    (back,) = [i for i, line in enumerate(log.lines) if "database reachable again" in line]
+    backs = [i for i, line in enumerate(log.lines) if "database reachable again" in line]
+    assert len(backs) == 1, "\n".join(log.lines[stopped_at:])
+    (back,) = backs
     assert " INFO pow_mcp.store.sql.connection: database reachable again after " in log.lines[back]
     assert re.search(r"after \d+ s \(postgresql://pow:\*\*\*@127\.0\.0\.1:", log.lines[back])
     outage = log.lines[stopped_at:back]
