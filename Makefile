@@ -40,11 +40,12 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/mypy --platform darwin --cache-dir .mypy_cache/darwin
 
 # The suite in parallel worker processes (pytest-xdist): many tests spend their time waiting
-# on the servers, browsers and databases they start. Tests in an xdist_group (tests/conftest.py)
-# run on one worker, one after another; the `timing` tests run after the rest.
+# on the servers, browsers and databases they start. The browser tests and the kernel builds
+# run on one worker each, one after another (tests/conftest.py); the `timing` tests run after
+# the rest.
 # `make test PYTEST_WORKERS=0` runs it in one process.
 PYTEST_WORKERS ?= 4
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup -m "not wheel and not timing"
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist load -m "not wheel and not timing"
 # Then the tests that time hashing or read CPU use (the `timing` marker), without the rest of
 # the suite beside them: two files at a time, one per core.
 PYTEST_TIMING := -m "timing and not wheel" -q -n 2 --dist loadfile

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
+from xdist.scheduler import LoadScopeScheduling
 
 from pow_mcp.store import StoreSettings
 from tests.chain import Chain, serving_chain
@@ -22,19 +24,52 @@ settings.load_profile("ci")  # the pytest plugin loads --hypothesis-profile afte
 STORE_KINDS = ["memory", "json", "sqlite", "postgresql"]
 PERSISTENT_KINDS = ["json", "sqlite", "postgresql"]
 
-# `make test` runs the suite in parallel worker processes (pytest-xdist, `--dist loadgroup`),
-# then the TIMING tests alone:
+# `make test` runs the suite in parallel worker processes (pytest-xdist, `--dist load`), then
+# the TIMING tests:
 # - TIMING (the `timing` marker): tests that read how much CPU hashing processes use, or
 #   bound in seconds how long hashing goes on. Beside three other workers on two cores a
 #   pause measured 1.2 s and a hashing Dask worker 0.1 of a CPU, so they run after the rest,
-#   with nothing else of the suite beside them, one test file per core.
-# The tests of one group run on one worker, one after another (xdist hands out the groups
-# first, as its largest units of work):
-# - BROWSER: the browser tests, which share one Chromium (a module fixture).
-# - COMPILE: the kernel builds, each a CPU's worth for many seconds: one at a time.
+#   with nothing else of the suite beside them, one test file per core (`--dist loadfile`).
 TIMING = pytest.mark.timing
-BROWSER = pytest.mark.xdist_group("browser")
-COMPILE = pytest.mark.xdist_group("compile")
+
+# Files whose tests run on one worker, one after another, so that their module fixtures are
+# set up once: one Chromium for the browser tests, one kernel build per compiler. (xdist's
+# own `xdist_group` marker does nothing under pytest 9: xdist 3.8 renames the test's
+# `_nodeid`, which pytest 9 no longer reads.)
+ONE_WORKER_FILES = {"test_view_browser.py", "test_kernel_build.py"}
+
+# xdist hands out its work in collection order; these files take longest (the first two in
+# the timing run), so they go first, and a run does not end with one of them alone on a worker.
+LONGEST_FILES = [
+    "test_server_shared.py",
+    "test_dask_pool.py",
+    "test_view_browser.py",
+    "test_kernel_build.py",
+    "test_cli_jobs.py",
+    "test_server_tasks.py",
+    "test_server_control.py",
+    "test_store_model.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    first = {name: rank for rank, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # stable: else as found
+
+
+class _LoadWithOneWorkerFiles(LoadScopeScheduling):
+    """xdist's `load` (each test to the next free worker), but each of ONE_WORKER_FILES as
+    one unit of work."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = nodeid.split("::", 1)[0]
+        return path if path.rsplit("/", 1)[-1] in ONE_WORKER_FILES else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") == "load":
+        return _LoadWithOneWorkerFiles(config, log)
+    return None  # xdist's own
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COMPILE
 from tests.test_native_kernel import cpu_flags
-
-pytestmark = COMPILE  # each build keeps a CPU busy for many seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 C_DIR = ROOT / "pow_mcp" / "pow" / "kernels" / "c"

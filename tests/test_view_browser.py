@@ -19,10 +19,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.browser import CHROMIUM_ARGS, ROOT, require_browser, screenshot
-from tests.conftest import BROWSER
 from tests.mcp_helpers import LiveServer, call, jobs_file
-
-pytestmark = BROWSER  # one Chromium for them all
 
 TOKEN = "browser-token-0123456789"
 ALICE, BOB = "alice-token-0123456789", "bob-token-0123456789ab"
