@@ -98,3 +98,29 @@ def test_the_database_back_is_one_line_and_the_next_outage_speaks_at_once(
         "database reachable again after 0.3 s (postgresql://u:***@h/db)",
     ]
     assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO] * 2
+
+
+def test_a_failure_older_than_the_databases_answer_opens_no_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Operations end on worker threads in any order: one that tried while the database was
+    # starting up may report after one that reached it. That is no new outage.
+    caplog.set_level(logging.INFO)
+    clock = Clock()
+    outage = Outage("db", clock=clock)
+    clock.now = 10
+    outage.failed()
+    clock.now = 20
+    outage.reachable()  # the database is back
+    clock.now = 20.5
+    outage.failed(began=19.9)  # tried before the answer above, reported after it
+    clock.now = 21
+    outage.reachable()
+    clock.now = 22
+    outage.failed(began=21.5)  # tried after the last answer: an outage again
+    clock.now = 23
+    outage.reachable()
+    assert messages(caplog) == [
+        "database reachable again after 10 s (db)",
+        "database reachable again after 1.0 s (db)",
+    ]

@@ -48,6 +48,7 @@ class Outage:
         self._log = logger
         self._causes: dict[tuple[str, str, str | None], _Cause] = {}
         self._failing_since: float | None = None
+        self._reached_at: float | None = None  # the last time an operation reached it
 
     def warning(
         self, logger: logging.Logger, msg: str, *args: object, about: str | None = None
@@ -70,13 +71,20 @@ class Outage:
         self._causes[key] = _Cause(now)
         logger.warning(msg, *args, stacklevel=2)  # the caller's line, not this one
 
-    def failed(self) -> None:
-        """An operation could not reach the database."""
+    def failed(self, began: float | None = None) -> None:
+        """An operation could not reach the database. `began`: when it tried (its `clock()`
+        reading), if earlier than now: a failure is old news when another operation reached
+        the database after this one began. (Operations end on worker threads, in any order:
+        under load, an attempt made while the database was starting up can report its
+        failure after a later one reported success.)"""
+        if began is not None and self._reached_at is not None and began <= self._reached_at:
+            return
         if self._failing_since is None:
             self._failing_since = self.clock()
 
     def reachable(self) -> None:
         """An operation reached the database: the end of an outage, if there was one."""
+        self._reached_at = self.clock()
         if self._failing_since is None:
             return
         took = self.clock() - self._failing_since

@@ -82,6 +82,7 @@ class Database:
     async def _call(self, fn: Callable[[Connection], T], *, write: bool, notify: bool = False) -> T:
         if self.closed:
             raise StoreClosedError("the job store is closed")
+        began = self.outage.clock()
         try:
             result = await anyio.to_thread.run_sync(
                 self._sync_call, fn, write, notify, limiter=self.limiter
@@ -91,7 +92,7 @@ class Database:
             raise
         except SQLAlchemyError as exc:
             if _unreachable(exc):
-                self.outage.failed()
+                self.outage.failed(began)
             what = "write to" if write else "read"
             reason = reason_of(exc, self.url)
             error_type = StoreWriteError if write else StoreError

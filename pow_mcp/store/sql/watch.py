@@ -70,18 +70,20 @@ class ChangeWatch:
 
         url = self._db.url
         while True:
+            began: float | None = self._db.outage.clock()  # of this connection attempt
             try:
                 async with await psycopg.AsyncConnection.connect(
                     url.libpq, autocommit=True, connect_timeout=10
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self._db.outage.reachable()
+                    began = None  # from here on, a failure is a working connection lost: news
                     self.signal()  # whatever happened while we were not listening
                     async for note in conn.notifies():
                         if note.payload != self._db.instance_id:
                             self.signal()
             except psycopg.Error as exc:
-                self._db.outage.failed()
+                self._db.outage.failed(began)
                 self._db.outage.warning(
                     log,
                     "lost the notification connection to %s (%s); retrying",
