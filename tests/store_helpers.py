@@ -142,7 +142,7 @@ def fork(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> Forked
         ),
     )
     process.start()
-    write.close()  # the child's copy only: its end closes when it dies
+    write.close()  # ours: with the child's the only one left, the pipe ends when it dies
     stdout = os.fdopen(os.dup(read.fileno()), "rb", buffering=0)
     read.close()
     return Forked(process, stdout)
