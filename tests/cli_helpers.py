@@ -22,7 +22,7 @@ from unittest import mock
 
 from pow_mcp.server.cli import main
 from pow_mcp.store import StoreSettings
-from tests.mcp_helpers import ROOT, server_env
+from tests.mcp_helpers import run_cli, server_env
 
 CLI = [sys.executable, "-m", "pow_mcp.server.cli"]
 
@@ -32,10 +32,12 @@ _one_at_a_time = threading.Lock()
 
 def cli_env(settings: StoreSettings, **env: str) -> dict[str, str]:
     """The environment of a command on the store of `settings` (COLUMNS wide, no terminal)."""
-    variables = server_env(settings.data_dir, **{"COLUMNS": "200", **env})
-    if settings.database_url:
-        variables["JOBS_DATABASE_URL"] = settings.database_url
-    return variables
+    return server_env(settings.data_dir, **_store_env(settings, env))
+
+
+def _store_env(settings: StoreSettings, env: dict[str, str]) -> dict[str, str]:
+    url = {"JOBS_DATABASE_URL": settings.database_url} if settings.database_url else {}
+    return {"COLUMNS": "200", **env, **url}
 
 
 def run_in_process(args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
@@ -64,21 +66,6 @@ def run_in_process(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Co
     return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
 
 
-def run_process(
-    args: Sequence[str], env: Mapping[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """`pow-mcp ARGS` as a process of its own, not on a terminal."""
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=ROOT,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def pow_mcp(settings: StoreSettings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """A command on the store of `settings`, run in the test's process."""
     return run_in_process(args, cli_env(settings, **env))
@@ -88,4 +75,4 @@ def pow_mcp_process(
     settings: StoreSettings, *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """A command on the store of `settings`, run as a process of its own."""
-    return run_process(args, cli_env(settings, **env))
+    return run_cli(settings.data_dir, *args, **_store_env(settings, env))

@@ -124,6 +124,7 @@ def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProce
         capture_output=True,
         text=True,
         timeout=60,
+        stdin=subprocess.DEVNULL,  # a start that is not refused ends at once, not on ours
     )
 
 

@@ -75,14 +75,22 @@ def aside(data_dir: Path, pattern: str = "jobs.json.corrupt-*") -> list[Path]:
     return sorted(data_dir.glob(pattern))
 
 
+def _child_argv(mode: str, settings: StoreSettings, args: tuple[str, ...]) -> list[str]:
+    """store_child.py's arguments for the store `settings` name."""
+    return [mode, str(settings.data_dir), settings.database_url or "-", *args]
+
+
+def _child_env(settings: StoreSettings) -> dict[str, str]:
+    """What store_child.py reads from its environment beyond the test's."""
+    return {"JOBS_LEASE_SECONDS": str(settings.lease_seconds)}
+
+
 def spawn(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> subprocess.Popen[bytes]:
     """A store_child.py process on the store `settings` name."""
-    url = settings.database_url or "-"
-    env = {**os.environ, "JOBS_LEASE_SECONDS": str(settings.lease_seconds)}
     with open(stderr, "ab") as err:
         return subprocess.Popen(
-            [sys.executable, str(CHILD), mode, str(settings.data_dir), url, *args],
-            env=env,
+            [sys.executable, str(CHILD), *_child_argv(mode, settings, args)],
+            env={**os.environ, **_child_env(settings)},
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -130,16 +138,10 @@ class Forked:
 
 def fork(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> Forked:
     """What `spawn` starts, forked from the forkserver (stdin: none)."""
-    url = settings.database_url or "-"
     read, write = _FORKS.Pipe(duplex=False)
     process = _FORKS.Process(
         target=store_child.forked,
-        args=(
-            [mode, str(settings.data_dir), url, *args],
-            {"JOBS_LEASE_SECONDS": str(settings.lease_seconds)},
-            write,
-            str(stderr),
-        ),
+        args=(_child_argv(mode, settings, args), _child_env(settings), write, str(stderr)),
     )
     process.start()
     write.close()  # ours: with the child's the only one left, the pipe ends when it dies
