@@ -124,3 +124,20 @@ def test_a_failure_older_than_the_databases_answer_opens_no_outage(
         "database reachable again after 10 s (db)",
         "database reachable again after 1.0 s (db)",
     ]
+
+
+def test_an_answer_to_an_attempt_older_than_the_outage_does_not_end_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A database stopping lets some answers through after the first failure was seen: an
+    # attempt made before that failure says nothing of now.
+    caplog.set_level(logging.INFO)
+    clock = Clock()
+    outage = Outage("db", clock=clock)
+    clock.now = 10
+    outage.failed()  # the notification connection lost
+    clock.now = 10.01
+    outage.reachable(began=9.99)  # a query sent just before, answered just after
+    clock.now = 30
+    outage.reachable(began=29.5)  # tried after the outage began: it is over
+    assert messages(caplog) == ["database reachable again after 20 s (db)"]

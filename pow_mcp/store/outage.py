@@ -7,8 +7,8 @@ the database answers again.
 A cause is the logger and the message template (and `about`, for a cause per job), not the
 formatted text: the same failure with another error text is the same cause. The database
 layer calls `failed` when an operation could not reach the database and `reachable` when
-one did; the first `reachable` after a `failed` logs "database reachable again after N s"
-and lets every cause speak at once in the next outage.
+one did (each with the time it began to try); the first `reachable` after a `failed` logs
+"database reachable again after N s" and lets every cause speak at once in the next outage.
 
 Every method is called on the event loop (never from a worker thread).
 """
@@ -82,8 +82,13 @@ class Outage:
         if self._failing_since is None:
             self._failing_since = self.clock()
 
-    def reachable(self) -> None:
-        """An operation reached the database: the end of an outage, if there was one."""
+    def reachable(self, began: float | None = None) -> None:
+        """An operation reached the database: the end of an outage, if there was one.
+        `began`: when it tried; an answer to an attempt made before the outage was noticed
+        says nothing of now (a database stopping lets some answers through after the first
+        failure), so it ends no outage."""
+        if self._failing_since is not None and began is not None and began < self._failing_since:
+            return
         self._reached_at = self.clock()
         if self._failing_since is None:
             return

@@ -88,7 +88,7 @@ class Database:
                 self._sync_call, fn, write, notify, limiter=self.limiter
             )
         except (StoreError, FutureRecordError):
-            self.outage.reachable()
+            self.outage.reachable(began)
             raise
         except SQLAlchemyError as exc:
             if _unreachable(exc):
@@ -98,7 +98,7 @@ class Database:
             error_type = StoreWriteError if write else StoreError
             message = f"could not {what} the jobs database {self.location}: {reason}"
             raise error_type(message) from None
-        self.outage.reachable()
+        self.outage.reachable(began)
         return result
 
     def _sync_call(self, fn: Callable[[Connection], T], write: bool, notify: bool) -> T:

@@ -76,7 +76,7 @@ class ChangeWatch:
                     url.libpq, autocommit=True, connect_timeout=10
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    self._db.outage.reachable()
+                    self._db.outage.reachable(began)
                     began = None  # from here on, a failure is a working connection lost: news
                     self.signal()  # whatever happened while we were not listening
                     async for note in conn.notifies():
