@@ -17,9 +17,22 @@ from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters
 from mcp_types import CONNECTION_CLOSED, CallToolResult
 
+from tests import server_fork
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Servers are forked from a process that has imported the server (tests/server_fork.py),
+# except in these files, whose subject is the command as an MCP client starts it, and with
+# POW_TEST_SERVERS=exec: every server its own `python -m pow_mcp.server.cli`.
+EXEC_FILES = {"test_server_stdio.py", "test_server_lifecycle.py"}
+
+
+def _exec() -> bool:
+    if os.environ.get("POW_TEST_SERVERS", "fork") == "exec":
+        return True
+    test = os.environ.get("PYTEST_CURRENT_TEST", "")
+    return test.split("::", 1)[0].rsplit("/", 1)[-1] in EXEC_FILES
 
 
 def server_env(data_dir: Path, **overrides: str) -> dict[str, str]:
@@ -38,10 +51,16 @@ def server_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def server_params(data_dir: Path, *args: str, **env: str) -> StdioServerParameters:
+def server_params(
+    data_dir: Path, *args: str, **env: str
+) -> server_fork.ForkedStdio | StdioServerParameters:
+    """What `Client(...)` needs to start a server on `data_dir` and talk to it over stdio."""
+    argv = ["--data-dir", str(data_dir), *args]
+    if not _exec():
+        return server_fork.ForkedStdio(argv, server_env(data_dir, **env), ROOT, data_dir)
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "pow_mcp.server.cli", "--data-dir", str(data_dir), *args],
+        args=["-m", "pow_mcp.server.cli", *argv],
         env=server_env(data_dir, **env),
         cwd=ROOT,
     )
@@ -102,7 +121,8 @@ def server_pids(data_dir: Path) -> list[int]:
             continue
         if b"pow_mcp.server.cli" in argv and str(data_dir).encode() in argv:
             pids.append(int(entry.name))
-    return pids
+    forked = [s.pid for s in server_fork.STARTED if s.data_dir == data_dir and s.poll() is None]
+    return pids + forked
 
 
 def kill_server(data_dir: Path) -> None:
@@ -128,6 +148,28 @@ def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProce
     )
 
 
+def start_logging(
+    argv: list[str], data_dir: Path, env: dict[str, str]
+) -> subprocess.Popen[str] | server_fork.ServerProcess:
+    """`pow-mcp ARGV` with its stderr on a pipe (`.stderr`, text) and no stdin."""
+    if not _exec():
+        read, write = os.pipe()
+        try:
+            proc = server_fork.start(argv, env, ROOT, data_dir, stderr=write)
+        finally:
+            os.close(write)
+        proc.stderr = os.fdopen(read, "r")
+        return proc
+    return subprocess.Popen(
+        [sys.executable, "-m", "pow_mcp.server.cli", *argv],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @contextlib.contextmanager
 def http_server(
     data_dir: Path, *args: str, port: int | None = None, log: list[str] | None = None, **env: str
@@ -136,14 +178,8 @@ def http_server(
     with SIGTERM (it must exit 0, without a traceback). Its log is read all along, so a
     chatty server never blocks; `log`, if given, receives its lines."""
     port = port or free_port()
-    command = ["-m", "pow_mcp.server.cli", "--transport", "http", "--port", str(port), *args]
-    proc = subprocess.Popen(
-        [sys.executable, *command, "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        env=server_env(data_dir, **env),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    argv = ["--transport", "http", "--port", str(port), *args, "--data-dir", str(data_dir)]
+    proc = start_logging(argv, data_dir, server_env(data_dir, **env))
     assert proc.stderr is not None
     log = [] if log is None else log
     for line in proc.stderr:  # the server says so once it listens
@@ -173,7 +209,7 @@ class LiveServer:
         self.port = free_port()
         self.args = args
         self.env = env
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[str] | server_fork.ServerProcess | None = None
         self.log: list[str] = []
 
     @property
@@ -181,15 +217,9 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "pow_mcp.server.cli", "--transport", "http"]
-        command += ["--port", str(self.port), "--data-dir", str(self.data_dir), *self.args]
-        self.proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=server_env(self.data_dir, **self.env),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        argv = ["--transport", "http", "--port", str(self.port)]
+        argv += ["--data-dir", str(self.data_dir), *self.args]
+        self.proc = start_logging(argv, self.data_dir, server_env(self.data_dir, **self.env))
         assert self.proc.stderr is not None
         for line in self.proc.stderr:  # it says so once it listens
             self.log.append(line)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
 import os
 import select
 import subprocess
@@ -21,6 +20,7 @@ from typing import Any, BinaryIO
 from pow_mcp.store import JobRecord, JobStatus, StoreSettings, utc_now
 from pow_mcp.store.jsonfile.locks import flocked
 from tests import store_child
+from tests.forks import FORKS
 
 CHILD = Path(__file__).with_name("store_child.py")
 ROOT = CHILD.parent.parent
@@ -98,20 +98,6 @@ def spawn(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> subpr
         )
 
 
-# Store children forked from a process that has imported the store and its drivers
-# (multiprocessing's forkserver): real processes to SIGKILL, without the third of a second a
-# new interpreter spends importing them, for the tests that start a hundred.
-_FORKS = multiprocessing.get_context("forkserver")
-_FORKS.set_forkserver_preload(
-    [
-        "tests.store_child",
-        "pow_mcp.store.sql.store",
-        "sqlalchemy.dialects.sqlite.pysqlite",
-        "sqlalchemy.dialects.postgresql.psycopg",
-    ]
-)
-
-
 @dataclass
 class Forked:
     """A store_child.py forked by the forkserver, with the part of Popen the tests use."""
@@ -137,9 +123,10 @@ class Forked:
 
 
 def fork(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> Forked:
-    """What `spawn` starts, forked from the forkserver (stdin: none)."""
-    read, write = _FORKS.Pipe(duplex=False)
-    process = _FORKS.Process(
+    """What `spawn` starts, forked from a process that has imported the store and its
+    drivers (tests/forks.py), for the tests that start a hundred (stdin: none)."""
+    read, write = FORKS.Pipe(duplex=False)
+    process = FORKS.Process(
         target=store_child.forked,
         args=(_child_argv(mode, settings, args), _child_env(settings), write, str(stderr)),
     )
