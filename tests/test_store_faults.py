@@ -177,7 +177,10 @@ async def test_a_stopped_database_is_logged_once_per_cause_per_window_and_its_re
             counted = COUNTED.search(second)
             assert counted is not None and int(counted[1]) >= 1, second
 
-        clock.now += 15  # 25 s since the first failure
+        clock.now += 15  # 25 s since the first failure: each cause speaks once more, then
+        await until(lambda: len(lines(LEASE)) >= 3 and len(lines(WATCH)) >= 3)
+        for _ in range(2):  # its repeats are held back until the database answers
+            await store.wait_for_change()
         server.start()
         await until(lambda: bool(lines(BACK)))
         (back,) = [r for r in caplog.records if BACK in r.getMessage()]
