@@ -18,6 +18,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp_types import CONNECTION_CLOSED, CallToolResult
 
 from tests import server_fork
+from tests.forks import Forked
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +122,7 @@ def server_pids(data_dir: Path) -> list[int]:
             continue
         if b"pow_mcp.server.cli" in argv and str(data_dir).encode() in argv:
             pids.append(int(entry.name))
-    forked = [s.pid for s in server_fork.STARTED if s.data_dir == data_dir and s.poll() is None]
+    forked = [s.pid for where, s in server_fork.STARTED if where == data_dir and s.poll() is None]
     return pids + forked
 
 
@@ -150,7 +151,7 @@ def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProce
 
 def start_logging(
     argv: list[str], data_dir: Path, env: dict[str, str]
-) -> subprocess.Popen[str] | server_fork.ServerProcess:
+) -> subprocess.Popen[str] | Forked:
     """`pow-mcp ARGV` with its stderr on a pipe (`.stderr`, text) and no stdin."""
     if not _exec():
         read, write = os.pipe()
@@ -209,7 +210,7 @@ class LiveServer:
         self.port = free_port()
         self.args = args
         self.env = env
-        self.proc: subprocess.Popen[str] | server_fork.ServerProcess | None = None
+        self.proc: subprocess.Popen[str] | Forked | None = None
         self.log: list[str] = []
 
     @property

@@ -20,15 +20,11 @@ import contextlib
 import io
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import IO
 
 import anyio
 from anyio.abc import AsyncResource
@@ -38,7 +34,7 @@ from mcp_types import jsonrpc_message_adapter
 
 import pow_mcp.server.app  # noqa: F401  # preloaded: what a server imports to serve
 from pow_mcp.server import cli
-from tests.forks import FORKS
+from tests.forks import FORKS, Forked
 
 # As the SDK's stdio client waits for a server, then terminates and kills it.
 EXIT_SECONDS = 2.0
@@ -47,46 +43,9 @@ KILL_SECONDS = 2.0
 _MAIN = str(Path(cli.__file__).with_name("__main__.py"))
 
 
-@dataclass
-class ServerProcess:
-    """A forked server, with the part of subprocess.Popen the tests use."""
-
-    process: BaseProcess
-    data_dir: Path
-    stderr: IO[str] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.exitcode
-
-    def poll(self) -> int | None:
-        return self.process.exitcode
-
-    def send_signal(self, sig: int) -> None:
-        if self.process.exitcode is None:
-            os.kill(self.pid, sig)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def wait(self, timeout: float | None = None) -> int:
-        self.process.join(timeout)
-        if self.process.exitcode is None:
-            raise subprocess.TimeoutExpired(["pow-mcp"], timeout or 0)
-        return self.process.exitcode
-
-
 # Forked servers that may be alive, for mcp_helpers.server_pids (their command line is the
 # forkserver's, so a look at /proc cannot find them by their arguments).
-STARTED: list[ServerProcess] = []
+STARTED: list[tuple[Path, Forked]] = []
 
 
 def start(
@@ -98,7 +57,7 @@ def start(
     stdin: int | None = None,
     stdout: int | None = None,
     stderr: int | None = None,
-) -> ServerProcess:
+) -> Forked:
     """`pow-mcp ARGS` forked, its standard streams the given descriptors (None: /dev/null for
     stdin, this process's stdout and stderr, as a subprocess inherits them); the caller keeps
     and closes its own."""
@@ -115,9 +74,9 @@ def start(
     for end in streams:
         if end is not None:
             end.close()
-    server = ServerProcess(process, data_dir)
-    STARTED[:] = [s for s in STARTED if s.process.exitcode is None]
-    STARTED.append(server)
+    server = Forked(process)
+    STARTED[:] = [(where, s) for where, s in STARTED if s.poll() is None]
+    STARTED.append((data_dir, server))
     return server
 
 
@@ -234,9 +193,7 @@ async def _stdio(
             tg.cancel_scope.cancel()
 
 
-async def _stop(
-    server: ServerProcess, writer: asyncio.StreamWriter, *streams: AsyncResource
-) -> None:
+async def _stop(server: Forked, writer: asyncio.StreamWriter, *streams: AsyncResource) -> None:
     for stream in streams:
         await stream.aclose()
     writer.close()  # end of its stdin: a stdio server stops
@@ -249,7 +206,7 @@ async def _stop(
             await _exited(server, KILL_SECONDS)
 
 
-async def _exited(server: ServerProcess, seconds: float) -> bool:
+async def _exited(server: Forked, seconds: float) -> bool:
     with anyio.move_on_after(seconds):
         await anyio.wait_readable(server.process.sentinel)
     server.process.join(0)

@@ -11,16 +11,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from pow_mcp.store import JobRecord, JobStatus, StoreSettings, utc_now
 from pow_mcp.store.jsonfile.locks import flocked
 from tests import store_child
-from tests.forks import FORKS
+from tests.forks import FORKS, Forked
 
 CHILD = Path(__file__).with_name("store_child.py")
 ROOT = CHILD.parent.parent
@@ -98,30 +96,6 @@ def spawn(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> subpr
         )
 
 
-@dataclass
-class Forked:
-    """A store_child.py forked by the forkserver, with the part of Popen the tests use."""
-
-    process: BaseProcess
-    stdout: BinaryIO
-
-    @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.exitcode
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def wait(self) -> int | None:
-        self.process.join()
-        return self.returncode
-
-
 def fork(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> Forked:
     """What `spawn` starts, forked from a process that has imported the store and its
     drivers (tests/forks.py), for the tests that start a hundred (stdin: none)."""
@@ -134,7 +108,7 @@ def fork(mode: str, settings: StoreSettings, *args: str, stderr: Path) -> Forked
     write.close()  # ours: with the child's the only one left, the pipe ends when it dies
     stdout = os.fdopen(os.dup(read.fileno()), "rb", buffering=0)
     read.close()
-    return Forked(process, stdout)
+    return Forked(process, stdout=stdout)
 
 
 class Lines:
