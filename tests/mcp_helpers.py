@@ -149,7 +149,7 @@ def run_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProce
     )
 
 
-def start_logging(
+def _start_server(
     argv: list[str], data_dir: Path, env: dict[str, str]
 ) -> subprocess.Popen[str] | Forked:
     """`pow-mcp ARGV` with its stderr on a pipe (`.stderr`, text) and no stdin."""
@@ -178,40 +178,31 @@ def http_server(
     """`pow-mcp --transport http` on `port` (default: a free one); yields its URL, stops it
     with SIGTERM (it must exit 0, without a traceback). Its log is read all along, so a
     chatty server never blocks; `log`, if given, receives its lines."""
-    port = port or free_port()
-    argv = ["--transport", "http", "--port", str(port), *args, "--data-dir", str(data_dir)]
-    proc = start_logging(argv, data_dir, server_env(data_dir, **env))
-    assert proc.stderr is not None
-    log = [] if log is None else log
-    for line in proc.stderr:  # the server says so once it listens
-        log.append(line)
-        if "Streamable HTTP" in line:
-            break
-    else:
-        raise AssertionError(f"server exited with {proc.wait()} before serving:\n{''.join(log)}")
-    drain = threading.Thread(target=log.extend, args=(proc.stderr,), daemon=True)
-    drain.start()
-    try:
+    with LiveServer(data_dir, *args, port=port, log=log, **env) as server:
         host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
-        yield f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/mcp"
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0, "".join(log[-20:])
-        drain.join(timeout=10)
-        assert not any("Traceback" in line for line in log), "".join(log)
+        yield f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{server.port}/mcp"
 
 
 class LiveServer:
-    """`pow-mcp --transport http` on a fixed port, which can be killed and started again on
-    the same port and data directory (as a person restarts a server)."""
+    """`pow-mcp --transport http` on a fixed port (default: a free one), which can be killed
+    and started again on the same port and data directory (as a person restarts a server).
+    Its log is read all along into `log`."""
 
-    def __init__(self, data_dir: Path, *args: str, **env: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        port: int | None = None,
+        log: list[str] | None = None,
+        **env: str,
+    ) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.args = args
         self.env = env
         self.proc: subprocess.Popen[str] | Forked | None = None
-        self.log: list[str] = []
+        self.log: list[str] = [] if log is None else log
+        self._drain: threading.Thread | None = None
 
     @property
     def origin(self) -> str:
@@ -219,16 +210,20 @@ class LiveServer:
 
     def start(self) -> None:
         argv = ["--transport", "http", "--port", str(self.port)]
-        argv += ["--data-dir", str(self.data_dir), *self.args]
-        self.proc = start_logging(argv, self.data_dir, server_env(self.data_dir, **self.env))
+        argv += [*self.args, "--data-dir", str(self.data_dir)]
+        self.proc = _start_server(argv, self.data_dir, server_env(self.data_dir, **self.env))
         assert self.proc.stderr is not None
         for line in self.proc.stderr:  # it says so once it listens
             self.log.append(line)
             if "Streamable HTTP" in line:
                 break
         else:
-            raise AssertionError(f"server exited before serving:\n{''.join(self.log)}")
-        threading.Thread(target=self.log.extend, args=(self.proc.stderr,), daemon=True).start()
+            code = self.proc.wait()
+            raise AssertionError(f"server exited with {code} before serving:\n{''.join(self.log)}")
+        self._drain = threading.Thread(
+            target=self.log.extend, args=(self.proc.stderr,), daemon=True
+        )
+        self._drain.start()
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -241,6 +236,8 @@ class LiveServer:
             self.proc.terminate()
         if self.proc is not None:
             assert self.proc.wait(timeout=30) == 0, "".join(self.log[-20:])
+        if self._drain is not None:
+            self._drain.join(timeout=10)  # the last lines too
         assert not any("Traceback" in line for line in self.log), "".join(self.log)
 
     def __enter__(self) -> LiveServer:

@@ -89,10 +89,10 @@ class Outage:
         failure), so it ends no outage."""
         if self._failing_since is not None and began is not None and began < self._failing_since:
             return
-        self._reached_at = self.clock()
+        self._reached_at = now = self.clock()
         if self._failing_since is None:
             return
-        took = self.clock() - self._failing_since
+        took = now - self._failing_since
         held_back = sum(cause.held_back for cause in self._causes.values())
         self._failing_since = None
         self._causes.clear()
